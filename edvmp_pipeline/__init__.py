@@ -1,0 +1,1 @@
+"""edvmp: event-driven video metadata platform on Dagster."""

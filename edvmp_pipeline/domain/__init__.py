@@ -1,0 +1,1 @@
+"""Pure Python domain logic: no Dagster, no I/O beyond what a function names."""
