@@ -1,0 +1,46 @@
+# Two commands do everything on a fresh Debian machine with Python 3.11+:
+#   make demo   set up (.venv, ffmpeg if missing), generate sample videos, ingest, query
+#   make test   the whole test suite (what .ci/run calls)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export EDVMP_HOME ?= $(CURDIR)/.edvmp
+SAMPLES := $(CURDIR)/samples
+
+.PHONY: setup demo test lint ffmpeg stack stack-down bench clean
+
+$(BIN)/edvmp: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(BIN)/edvmp
+
+ffmpeg:
+	@command -v ffprobe >/dev/null && command -v ffmpeg >/dev/null || { \
+	  echo "installing ffmpeg from Debian's packages"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q ffmpeg; }
+
+setup: ffmpeg $(BIN)/edvmp
+
+demo: setup
+	$(BIN)/edvmp samples $(SAMPLES)
+	@# Exit 1 means "some objects failed": the samples include two broken files on purpose.
+	$(BIN)/edvmp ingest $(SAMPLES) || [ $$? -eq 1 ]
+	$(BIN)/edvmp query "SELECT object_key, format_name, round(duration_s, 2) AS duration_s, video_codec, width, height, round(fps, 3) AS fps, rotation, audio_codec, n_audio_streams FROM videos ORDER BY object_key"
+	$(BIN)/edvmp query "SELECT object_key, status, error_class, error FROM jobs WHERE status <> 'SUCCEEDED' ORDER BY object_key"
+
+test: setup
+	$(BIN)/ruff check edvmp_pipeline edvmp_pipeline_tests benchmarks
+	$(BIN)/pytest -q
+
+lint: setup
+	$(BIN)/ruff check edvmp_pipeline edvmp_pipeline_tests benchmarks
+	$(BIN)/ruff format --check edvmp_pipeline edvmp_pipeline_tests benchmarks
+
+bench: setup
+	$(BIN)/python benchmarks/ingest_throughput.py
+
+clean:
+	rm -rf .edvmp $(SAMPLES)

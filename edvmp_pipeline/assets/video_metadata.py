@@ -1,0 +1,114 @@
+"""``video_metadata``: ffprobe every video version and land a normalised record.
+
+No ``from __future__ import annotations`` here: Dagster resolves the config and resource
+annotations of asset functions at definition time.
+"""
+
+
+from collections.abc import Iterator
+
+import dagster as dg
+
+from edvmp_pipeline.assets.metadata_batch import BatchOutcome, process_batch
+from edvmp_pipeline.assets.partitions import videos_partitions
+from edvmp_pipeline.resources.catalog_resource import CatalogResource
+from edvmp_pipeline.resources.object_store import ObjectStoreResource
+from edvmp_pipeline.resources.prober import FfprobeProber
+from edvmp_pipeline.resources.progress import ProgressReporter
+from edvmp_pipeline.settings import probe_workers_default
+
+
+class MetadataRunConfig(dg.Config):
+    """Run options; the defaults are right for sensor runs and UI backfills."""
+
+    only: list[str] = []
+    """Restrict the run to these partition keys of its range (``edvmp ingest`` uses it)."""
+    force: bool = False
+    """Probe versions again even when the catalog already has them as SUCCEEDED."""
+    workers: int = 0
+    """Parallel ffprobe processes; 0 means one per core."""
+
+
+def _record_metadata(record) -> dict[str, dg.MetadataValue | str | int | float | None]:
+    return {
+        "format": record.format_name,
+        "duration_s": record.duration_s,
+        "video": f"{record.video_codec} {record.width}x{record.height} @ {record.fps:.3f} fps"
+        if record.fps
+        else f"{record.video_codec} {record.width}x{record.height}",
+        "rotation": record.rotation,
+        "audio": f"{record.audio_codec} {record.audio_channels} ch {record.sample_rate_hz} Hz"
+        if record.audio_codec
+        else "none",
+        "streams": f"{record.n_video_streams} video, {record.n_audio_streams} audio, "
+        f"{record.n_subtitle_streams} subtitle",
+    }
+
+
+def _failure(outcome: BatchOutcome) -> dg.Failure:
+    lines = [f"{f.partition_key}: [{f.error_class}] {f.reason}" for f in outcome.failed]
+    n_total = len(outcome.failed) + len(outcome.succeeded)
+    first = outcome.failed[0]
+    return dg.Failure(
+        description=f"{len(outcome.failed)} of {n_total} versions failed; first: "
+        f"[{first.error_class}] {first.reason}",
+        metadata={
+            "failed_partitions": dg.MetadataValue.json([f.partition_key for f in outcome.failed]),
+            "error_classes": dg.MetadataValue.json(
+                {f.partition_key: f.error_class for f in outcome.failed}
+            ),
+            "error_class": first.error_class,
+            "details": dg.MetadataValue.md("\n".join(f"- {line}" for line in lines[:200])),
+        },
+        # Whole-run retries would re-probe the good versions too; transient failures are
+        # redriven per version by the failure handling instead.
+        allow_retries=False,
+    )
+
+
+@dg.asset(
+    partitions_def=videos_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    output_required=False,
+    group_name="videos",
+    kinds={"ffprobe", "parquet"},
+    description="Technical metadata of each video version (ffprobe, normalised), landed in "
+    "the catalog's videos and streams tables.",
+)
+def video_metadata(
+    context: dg.AssetExecutionContext,
+    config: MetadataRunConfig,
+    catalog: CatalogResource,
+    object_store: ObjectStoreResource,
+    prober: FfprobeProber,
+    progress: dg.ResourceParam[ProgressReporter],
+) -> Iterator[dg.AssetMaterialization]:
+    """Probe every version of the run's partitions; one materialisation per good version."""
+    outcome = process_batch(
+        context.partition_keys,
+        catalog=catalog.catalog(),
+        store=object_store,
+        prober=prober,
+        run_id=context.run_id,
+        workers=config.workers or probe_workers_default(),
+        only=config.only,
+        force=config.force,
+        progress=progress,
+    )
+    if outcome.skipped:
+        context.log.info(f"{len(outcome.skipped)} versions already catalogued, skipped")
+    for pk, version, record in outcome.succeeded:
+        yield dg.AssetMaterialization(
+            asset_key=context.asset_key,
+            partition=pk,
+            metadata={
+                "object_key": version.object_key,
+                "etag": version.etag,
+                "size_bytes": version.size_bytes,
+                **_record_metadata(record),
+            },
+        )
+    for f in outcome.failed:
+        context.log.error(f"{f.partition_key}: [{f.error_class}] {f.reason}")
+    if outcome.failed:
+        raise _failure(outcome)

@@ -1,0 +1,99 @@
+"""Arrow schemas of the catalog tables (one folder of Parquet files each)."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+TS = pa.timestamp("us", tz="UTC")
+
+OBJECTS = pa.schema(
+    [
+        ("partition_key", pa.string()),
+        ("source", pa.string()),
+        ("object_key", pa.string()),
+        ("etag", pa.string()),
+        ("size_bytes", pa.int64()),
+        ("last_modified", TS),
+        ("registered_at", TS),
+        ("registered_by", pa.string()),
+    ]
+)
+
+VIDEOS = pa.schema(
+    [
+        ("partition_key", pa.string()),
+        ("source", pa.string()),
+        ("object_key", pa.string()),
+        ("etag", pa.string()),
+        ("size_bytes", pa.int64()),
+        ("last_modified", TS),
+        ("format_name", pa.string()),
+        ("format_long_name", pa.string()),
+        ("duration_s", pa.float64()),
+        ("bit_rate", pa.int64()),
+        ("video_codec", pa.string()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("fps", pa.float64()),
+        ("pix_fmt", pa.string()),
+        ("rotation", pa.int32()),
+        ("audio_codec", pa.string()),
+        ("audio_channels", pa.int32()),
+        ("sample_rate_hz", pa.int32()),
+        ("n_video_streams", pa.int32()),
+        ("n_audio_streams", pa.int32()),
+        ("n_subtitle_streams", pa.int32()),
+        ("probe_score", pa.int32()),
+        ("tags_json", pa.string()),
+        ("processed_at", TS),
+        ("run_id", pa.string()),
+    ]
+)
+
+STREAMS = pa.schema(
+    [
+        ("partition_key", pa.string()),
+        ("object_key", pa.string()),
+        ("etag", pa.string()),
+        ("stream_index", pa.int32()),
+        ("codec_type", pa.string()),
+        ("codec_name", pa.string()),
+        ("codec_long_name", pa.string()),
+        ("profile", pa.string()),
+        ("bit_rate", pa.int64()),
+        ("duration_s", pa.float64()),
+        ("language", pa.string()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("pix_fmt", pa.string()),
+        ("fps", pa.float64()),
+        ("bits_per_raw_sample", pa.int32()),
+        ("rotation", pa.int32()),
+        ("channels", pa.int32()),
+        ("channel_layout", pa.string()),
+        ("sample_rate_hz", pa.int32()),
+        ("processed_at", TS),
+    ]
+)
+
+# Append-only state transitions; the ``jobs`` view folds them into one row per version.
+JOB_EVENTS = pa.schema(
+    [
+        ("partition_key", pa.string()),
+        ("source", pa.string()),
+        ("object_key", pa.string()),
+        ("etag", pa.string()),
+        ("status", pa.string()),
+        ("error_class", pa.string()),
+        ("error", pa.string()),
+        ("run_id", pa.string()),
+        ("event_at", TS),
+    ]
+)
+
+TABLES: dict[str, pa.Schema] = {
+    "objects": OBJECTS,
+    "videos": VIDEOS,
+    "streams": STREAMS,
+    "job_events": JOB_EVENTS,
+}

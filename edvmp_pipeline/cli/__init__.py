@@ -1,0 +1,61 @@
+"""The ``edvmp`` command: ingest, query and operate the pipeline from a shell.
+
+Every expected failure (bad usage, bad configuration, unreachable store) ends with a one-line
+message on stderr and exit status 2, never a traceback; an unexpected one exits 3 with a
+one-line message (``EDVMP_DEBUG=1`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from edvmp_pipeline.domain.errors import PipelineError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every sub-command registered."""
+    from edvmp_pipeline.cli import ingest_cmd, query_cmd, samples_cmd
+
+    parser = argparse.ArgumentParser(
+        prog="edvmp", description="Event-driven video metadata platform (Dagster)."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in (ingest_cmd, query_cmd, samples_cmd):
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``edvmp`` console script."""
+    # Dagster warns loudly about preview APIs and its own defaults; users want the result.
+    os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+    logging.getLogger("dagster").setLevel(logging.ERROR)
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except PipelineError as exc:
+        print(f"edvmp: error: {exc.reason}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("edvmp: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if os.environ.get("EDVMP_DEBUG"):
+            raise
+        print(
+            f"edvmp: internal error: {type(exc).__name__}: {exc} "
+            "(set EDVMP_DEBUG=1 to see the traceback)",
+            file=sys.stderr,
+        )
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""``edvmp ingest SOURCE``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tqdm import tqdm
+
+from edvmp_pipeline.ingest import DEFAULT_BATCH_SIZE, IngestReport, ingest
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register the ``ingest`` sub-command."""
+    p = sub.add_parser(
+        "ingest",
+        help="catalogue every new video version in a folder or s3://bucket/prefix",
+        description="List SOURCE, register new object versions as Dagster partitions and "
+        "probe them through Dagster. Already-catalogued versions are skipped.",
+    )
+    p.add_argument("source", help="a folder (recursively) or s3://bucket[/prefix]")
+    p.add_argument(
+        "--retry-failed", action="store_true", help="process versions that failed before again"
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=DEFAULT_BATCH_SIZE,
+        help=f"versions per Dagster run (default {DEFAULT_BATCH_SIZE})",
+    )
+    p.add_argument("--workers", type=int, default=0, help="parallel probes (default: cores)")
+    p.set_defaults(func=run)
+
+
+def _print_report(report: IngestReport) -> None:
+    out = sys.stdout
+    failed = report.failed
+    print(f"source: {report.source}", file=out)
+    print(
+        f"listed {report.listed}: new {len(report.new)}, already catalogued (skipped) "
+        f"{len(report.skipped)}, known failures {len(report.known_failures)}",
+        file=out,
+    )
+    if not report.processed:
+        print("nothing new to process", file=out)
+    else:
+        print(
+            f"processed {len(report.processed)}: succeeded {len(report.succeeded)}, "
+            f"failed {len(failed)}",
+            file=out,
+        )
+    for title, keys in (("failed", failed), ("known failures (not retried; use --retry-failed)", report.known_failures)):
+        if keys:
+            print(f"{title}:", file=out)
+            for pk in keys:
+                state = report.states.get(pk)
+                version = report.versions[pk]
+                reason = state.error if state and state.error else "no result recorded"
+                print(f"  {version.object_key}: {reason}", file=out)
+    if report.run_ids:
+        print(f"dagster runs: {', '.join(report.run_ids)}", file=out)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the ingest and print its summary; 0 all good, 1 any failure."""
+    if args.batch_size < 1 or args.workers < 0:
+        raise SystemExit("edvmp: error: --batch-size must be >= 1 and --workers >= 0")
+    bar: tqdm | None = None
+
+    def on_listed(n: int) -> None:
+        nonlocal bar
+        if n:
+            bar = tqdm(total=n, unit="video", desc="probing", file=sys.stderr, disable=None)
+
+    def on_done(_pk: str, _ok: bool) -> None:
+        if bar is not None:
+            bar.update(1)
+
+    try:
+        report = ingest(
+            args.source,
+            retry_failed=args.retry_failed,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            on_listed=on_listed,
+            on_done=on_done,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    _print_report(report)
+    return 0 if report.all_ok else 1

@@ -1,0 +1,23 @@
+"""``edvmp samples DIR``: generate the sample library."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from edvmp_pipeline.sample_media import generate_samples
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register the ``samples`` sub-command."""
+    p = sub.add_parser("samples", help="generate small sample videos (and two broken files)")
+    p.add_argument("folder", type=Path)
+    p.add_argument("--no-broken", action="store_true", help="only the good videos")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Generate the files and list them."""
+    for path in generate_samples(args.folder, broken=not args.no_broken):
+        print(path)
+    return 0

@@ -1,0 +1,67 @@
+"""Content ETags for local files, cached by (path, size, mtime).
+
+A folder has no ETags, so a content hash plays that role: same bytes, same version. Hashing a
+large library on every scan would be slow, so hashes are cached in a small SQLite file keyed
+by (path, size, mtime_ns): an unchanged file is never re-read, a changed one always is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+from pathlib import Path
+
+_CHUNK = 1 << 20
+
+
+def hash_file(path: Path) -> str:
+    """BLAKE2b-128 of the file's bytes, as hex (fast: about 1 GB/s on one core)."""
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class ContentHashCache:
+    """A persistent (path, size, mtime_ns) → hash cache."""
+
+    def __init__(self, db_path: Path) -> None:
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(db_path, timeout=30)
+        self._conn.execute(
+            "CREATE TABLE IF NOT EXISTS content_hash ("
+            " path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, etag TEXT)"
+        )
+        self.hits = 0
+        self.misses = 0
+
+    def etag(self, path: Path, stat: os.stat_result | None = None) -> str:
+        """The content hash of ``path``, from the cache when size and mtime are unchanged."""
+        st = stat or path.stat()
+        key = str(path.resolve())
+        row = self._conn.execute(
+            "SELECT size, mtime_ns, etag FROM content_hash WHERE path = ?", (key,)
+        ).fetchone()
+        if row and row[0] == st.st_size and row[1] == st.st_mtime_ns:
+            self.hits += 1
+            return str(row[2])
+        self.misses += 1
+        etag = hash_file(path)
+        self._conn.execute(
+            "INSERT OR REPLACE INTO content_hash VALUES (?, ?, ?, ?)",
+            (key, st.st_size, st.st_mtime_ns, etag),
+        )
+        return etag
+
+    def close(self) -> None:
+        """Persist and close."""
+        self._conn.commit()
+        self._conn.close()
+
+    def __enter__(self) -> ContentHashCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

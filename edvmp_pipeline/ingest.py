@@ -1,0 +1,175 @@
+"""``edvmp ingest``: catalogue every new version of a folder or bucket through Dagster.
+
+It lists the source, registers each new version (catalog + dynamic partition), then
+materialises ``video_metadata`` in a few large runs on the persistent instance, so that a big
+folder is not paid for in run start-ups and the runs show in ``dagster dev`` afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+from edvmp_pipeline.assets.partitions import TAG_SOURCE, TAG_TRIGGER, videos_partitions
+from edvmp_pipeline.catalog.store import FAILED, SUCCEEDED, Catalog, JobState
+from edvmp_pipeline.domain.content_hash import ContentHashCache
+from edvmp_pipeline.domain.partition_keys import partition_key_for
+from edvmp_pipeline.domain.records import ObjectVersion
+from edvmp_pipeline.domain.source_uri import SourceSpec, parse_source
+from edvmp_pipeline.instance_home import get_instance
+from edvmp_pipeline.resources.object_store import ObjectStoreResource, iter_folder
+from edvmp_pipeline.resources.progress import ProgressReporter
+from edvmp_pipeline.settings import catalog_root, edvmp_home
+
+ADD_PARTITIONS_BATCH = 1000
+DEFAULT_BATCH_SIZE = 500
+
+
+@dataclass
+class IngestReport:
+    """What one ingest saw and did."""
+
+    source: str
+    listed: int = 0
+    new: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    known_failures: list[str] = field(default_factory=list)
+    processed: list[str] = field(default_factory=list)
+    run_ids: list[str] = field(default_factory=list)
+    versions: dict[str, ObjectVersion] = field(default_factory=dict)
+    states: dict[str, JobState] = field(default_factory=dict)
+
+    @property
+    def succeeded(self) -> list[str]:
+        return [pk for pk in self.processed if self._status(pk) == SUCCEEDED]
+
+    @property
+    def failed(self) -> list[str]:
+        return [pk for pk in self.processed if self._status(pk) != SUCCEEDED]
+
+    def _status(self, pk: str) -> str | None:
+        state = self.states.get(pk)
+        return state.status if state else None
+
+    @property
+    def all_ok(self) -> bool:
+        return not self.failed and not self.known_failures
+
+
+def list_versions(spec: SourceSpec, store: ObjectStoreResource) -> list[ObjectVersion]:
+    """Every object version currently in the source."""
+    if spec.kind == "folder":
+        assert spec.folder is not None
+        with ContentHashCache(edvmp_home() / "content_hashes.sqlite") as cache:
+            return list(iter_folder(spec.folder, cache))
+    store.check_bucket(spec)
+    return list(store.iter_s3(spec))
+
+
+def add_partitions(instance: dg.DagsterInstance, keys: Sequence[str]) -> None:
+    """Add dynamic partitions in batches (SQLite chokes on tens of thousands at once)."""
+    existing = set(instance.get_dynamic_partitions(videos_partitions.name))
+    missing = [k for k in dict.fromkeys(keys) if k not in existing]
+    for i in range(0, len(missing), ADD_PARTITIONS_BATCH):
+        instance.add_dynamic_partitions(videos_partitions.name, missing[i : i + ADD_PARTITIONS_BATCH])
+
+
+def run_batches(
+    instance: dg.DagsterInstance,
+    keys: Sequence[str],
+    *,
+    source: str,
+    batch_size: int,
+    workers: int,
+    force: bool = False,
+    on_done: Callable[[str, bool], None] | None = None,
+) -> list[str]:
+    """Materialise ``video_metadata`` for ``keys`` in runs of up to ``batch_size`` versions.
+
+    Each run targets the range of the dynamic partition list spanning its keys and is told,
+    through run config, to touch only its own keys: other versions in that range belong to
+    someone else (an earlier ingest, the sensor).
+    """
+    from edvmp_pipeline.definitions import INGEST_JOB, defs
+
+    order = {k: i for i, k in enumerate(instance.get_dynamic_partitions(videos_partitions.name))}
+    ordered = sorted(dict.fromkeys(keys), key=lambda k: order[k])
+    job = defs.resolve_job_def(INGEST_JOB)
+    run_ids = []
+    for i in range(0, len(ordered), batch_size):
+        batch = ordered[i : i + batch_size]
+        result = job.execute_in_process(
+            run_config={
+                "ops": {"video_metadata": {"config": {"only": batch, "force": force, "workers": workers}}},
+                "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
+            },
+            instance=instance,
+            tags={
+                "dagster/asset_partition_range_start": batch[0],
+                "dagster/asset_partition_range_end": batch[-1],
+                TAG_SOURCE: source,
+                TAG_TRIGGER: "edvmp-ingest",
+            },
+            resources={"progress": ProgressReporter(on_done)},
+            raise_on_error=False,
+        )
+        run_ids.append(result.run_id)
+    return run_ids
+
+
+def ingest(
+    source_text: str,
+    *,
+    retry_failed: bool = False,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    workers: int = 0,
+    on_listed: Callable[[int], None] | None = None,
+    on_done: Callable[[str, bool], None] | None = None,
+) -> IngestReport:
+    """List ``source_text``, register new versions and process them. See module docstring."""
+    spec = parse_source(source_text)
+    from edvmp_pipeline.definitions import build_resources
+
+    store = build_resources()["object_store"]
+    assert isinstance(store, ObjectStoreResource)
+    versions = list_versions(spec, store)
+    report = IngestReport(source=spec.source, listed=len(versions))
+    by_key = {partition_key_for(v.source, v.object_key, v.etag): v for v in versions}
+    report.versions = by_key
+    catalog = Catalog(catalog_root()).ensure()
+    states = catalog.job_states(list(by_key))
+
+    todo = []
+    for pk in by_key:
+        state = states.get(pk)
+        if state is None:
+            report.new.append(pk)
+            todo.append(pk)
+        elif state.status == SUCCEEDED:
+            report.skipped.append(pk)
+        elif state.status == FAILED and not retry_failed:
+            report.known_failures.append(pk)
+        else:
+            # FAILED with --retry-failed, or PENDING/RUNNING left by an interrupted run.
+            todo.append(pk)
+    if on_listed is not None:
+        on_listed(len(todo))
+
+    instance = get_instance()
+    catalog.register(((pk, by_key[pk]) for pk in report.new), registered_by="edvmp-ingest")
+    add_partitions(instance, todo)
+    if todo:
+        report.run_ids = run_batches(
+            instance,
+            todo,
+            source=spec.source,
+            batch_size=batch_size,
+            workers=workers,
+            on_done=on_done,
+        )
+    report.processed = todo
+    report.states = catalog.job_states(list(by_key))
+    catalog.write_database_file()
+    return report

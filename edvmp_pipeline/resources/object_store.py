@@ -1,0 +1,169 @@
+"""Object stores: listing versions and handing ffprobe something to read.
+
+A local folder and any S3-compatible endpoint (SeaweedFS, MinIO, AWS) behind one resource.
+For S3, ffprobe reads a presigned GET URL: FFmpeg's HTTP reader uses range requests, so only
+the header and index travel, not the whole object (see ARCHITECTURE.md, "Probe in place").
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import boto3
+import dagster as dg
+from botocore.config import Config
+
+from edvmp_pipeline.domain.content_hash import ContentHashCache
+from edvmp_pipeline.domain.errors import ConfigError, ObjectMissing
+from edvmp_pipeline.domain.records import ObjectVersion
+from edvmp_pipeline.domain.source_uri import SourceSpec
+from edvmp_pipeline.resources.s3_errors import translate_s3_error
+
+LEADING_BYTES = 64
+
+
+@dataclass(frozen=True)
+class ProbeTarget:
+    """What ffprobe reads (a path or URL) and the object's first bytes (for diagnosis)."""
+
+    target: str
+    leading_bytes: bytes
+
+
+def normalise_etag(etag: str) -> str:
+    """S3 ETags come quoted; multipart ones end in ``-N`` and are not MD5s: keep them opaque."""
+    return etag.strip().strip('"')
+
+
+def iter_folder(folder: Path, cache: ContentHashCache) -> Iterator[ObjectVersion]:
+    """Every regular, non-hidden file under ``folder`` (recursively) as an object version."""
+    from datetime import UTC, datetime
+
+    for dirpath, dirnames, filenames in os.walk(folder):
+        # Hidden folders (.git, .edvmp, editor swap dirs) are never part of a library.
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            path = Path(dirpath) / name
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue
+            if not path.is_file():
+                continue
+            rel = PurePosixPath(path.relative_to(folder).as_posix())
+            yield ObjectVersion(
+                source=str(folder),
+                object_key=str(rel),
+                etag=cache.etag(path, st),
+                size_bytes=st.st_size,
+                last_modified=datetime.fromtimestamp(st.st_mtime, UTC),
+            )
+
+
+class ObjectStoreResource(dg.ConfigurableResource):
+    """Access to local folders and to one S3-compatible endpoint.
+
+    ``endpoint_url`` empty means AWS S3; credentials come from the usual AWS chain
+    (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, profiles, instance roles).
+    """
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    presign_expiry_s: int = 3600
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 30.0
+
+    def s3_client(self) -> Any:
+        """A boto3 S3 client for the configured endpoint."""
+        endpoint = self.endpoint_url or None
+        config = Config(
+            connect_timeout=self.connect_timeout_s,
+            read_timeout=self.read_timeout_s,
+            retries={"mode": "standard", "max_attempts": 3},
+            # Local servers (SeaweedFS, MinIO) have no per-bucket DNS names.
+            s3={"addressing_style": "path"} if endpoint else {},
+        )
+        region = self.region or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        return boto3.client("s3", endpoint_url=endpoint, region_name=region, config=config)
+
+    def check_bucket(self, spec: SourceSpec) -> None:
+        """Fail fast with a clear message when the bucket is missing or unreachable."""
+        try:
+            self.s3_client().head_bucket(Bucket=spec.bucket)
+        except Exception as exc:
+            err = translate_s3_error(exc, what=f"s3://{spec.bucket}")
+            if "404" in str(exc) or "NoSuchBucket" in str(exc):
+                raise ConfigError(f"no such bucket: s3://{spec.bucket}") from None
+            raise err from None
+
+    def iter_s3(self, spec: SourceSpec) -> Iterator[ObjectVersion]:
+        """Every object under the bucket/prefix as a version (directory markers skipped)."""
+        client = self.s3_client()
+        paginator = client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=spec.bucket, Prefix=spec.prefix):
+                for obj in page.get("Contents", []):
+                    if obj["Key"].endswith("/"):
+                        continue
+                    yield ObjectVersion(
+                        source=spec.source,
+                        object_key=obj["Key"],
+                        etag=normalise_etag(obj["ETag"]),
+                        size_bytes=int(obj["Size"]),
+                        last_modified=obj.get("LastModified"),
+                    )
+        except Exception as exc:
+            raise translate_s3_error(exc, what=f"{spec.source}/{spec.prefix}") from None
+
+    def probe_target(self, version: ObjectVersion) -> ProbeTarget:
+        """Check the version still exists and return what ffprobe should read."""
+        if version.is_s3:
+            return self._s3_target(version)
+        path = Path(version.source) / version.object_key
+        try:
+            st = path.stat()
+            with open(path, "rb") as handle:
+                head = handle.read(LEADING_BYTES)
+        except FileNotFoundError:
+            raise ObjectMissing(f"object missing: {path} (deleted since it was listed)") from None
+        if st.st_size != version.size_bytes:
+            raise ObjectMissing(
+                f"object changed: {path} is {st.st_size} bytes, the listed version had "
+                f"{version.size_bytes}; the new content is a new version"
+            )
+        return ProbeTarget(str(path), head)
+
+    def _s3_target(self, version: ObjectVersion) -> ProbeTarget:
+        client = self.s3_client()
+        bucket, key = version.bucket, version.object_key
+        what = f"s3://{bucket}/{key}"
+        try:
+            head = client.head_object(Bucket=bucket, Key=key)
+            current = normalise_etag(head["ETag"])
+            if current != version.etag:
+                raise ObjectMissing(
+                    f"object replaced: {what} now has ETag {current}, this version had "
+                    f"{version.etag}; the new content is processed as a new version"
+                )
+            leading = b""
+            if int(head.get("ContentLength", 0)) > 0:
+                body = client.get_object(
+                    Bucket=bucket, Key=key, Range=f"bytes=0-{LEADING_BYTES - 1}"
+                )["Body"]
+                leading = body.read()
+            url = client.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": bucket, "Key": key},
+                ExpiresIn=self.presign_expiry_s,
+            )
+        except ObjectMissing:
+            raise
+        except Exception as exc:
+            raise translate_s3_error(exc, what=what) from None
+        return ProbeTarget(url, leading)
