@@ -73,7 +73,9 @@ def add_partitions(instance: dg.DagsterInstance, keys: Sequence[str]) -> None:
     existing = set(instance.get_dynamic_partitions(videos_partitions.name))
     missing = [k for k in dict.fromkeys(keys) if k not in existing]
     for i in range(0, len(missing), ADD_PARTITIONS_BATCH):
-        instance.add_dynamic_partitions(videos_partitions.name, missing[i : i + ADD_PARTITIONS_BATCH])
+        instance.add_dynamic_partitions(
+            videos_partitions.name, missing[i : i + ADD_PARTITIONS_BATCH]
+        )
 
 
 def run_batches(
@@ -102,7 +104,11 @@ def run_batches(
         batch = ordered[i : i + batch_size]
         result = job.execute_in_process(
             run_config={
-                "ops": {"video_metadata": {"config": {"only": batch, "force": force, "workers": workers}}},
+                "ops": {
+                    "video_metadata": {
+                        "config": {"only": batch, "force": force, "workers": workers}
+                    }
+                },
                 "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
             },
             instance=instance,
@@ -119,16 +125,28 @@ def run_batches(
     return run_ids
 
 
+def partition_range(instance: dg.DagsterInstance, keys: Sequence[str]) -> str | None:
+    """``FIRST...LAST``: the smallest range of the partition list covering ``keys``."""
+    wanted = set(keys)
+    ordered = [k for k in instance.get_dynamic_partitions(videos_partitions.name) if k in wanted]
+    return f"{ordered[0]}...{ordered[-1]}" if ordered else None
+
+
 def ingest(
     source_text: str,
     *,
     retry_failed: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
     workers: int = 0,
+    register_only: bool = False,
     on_listed: Callable[[int], None] | None = None,
     on_done: Callable[[str, bool], None] | None = None,
 ) -> IngestReport:
-    """List ``source_text``, register new versions and process them. See module docstring."""
+    """List ``source_text``, register new versions and process them. See module docstring.
+
+    With ``register_only`` nothing is run: the versions to process are registered (catalog
+    and dynamic partitions) and left for ``dagster asset materialize`` or a backfill.
+    """
     spec = parse_source(source_text)
     from edvmp_pipeline.definitions import build_resources
 
@@ -160,6 +178,10 @@ def ingest(
     instance = get_instance()
     catalog.register(((pk, by_key[pk]) for pk in report.new), registered_by="edvmp-ingest")
     add_partitions(instance, todo)
+    report.processed = todo
+    if register_only:
+        report.states = catalog.job_states(list(by_key))
+        return report
     if todo:
         report.run_ids = run_batches(
             instance,
@@ -169,7 +191,6 @@ def ingest(
             workers=workers,
             on_done=on_done,
         )
-    report.processed = todo
     report.states = catalog.job_states(list(by_key))
     catalog.write_database_file()
     return report

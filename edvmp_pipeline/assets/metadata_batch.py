@@ -14,8 +14,8 @@ from edvmp_pipeline.catalog.store import FAILED, RUNNING, SUCCEEDED, Catalog
 from edvmp_pipeline.domain.errors import PipelineError
 from edvmp_pipeline.domain.records import ObjectVersion, VideoRecord
 from edvmp_pipeline.resources.object_store import ObjectStoreResource
-from edvmp_pipeline.resources.progress import ProgressReporter
 from edvmp_pipeline.resources.prober import FfprobeProber
+from edvmp_pipeline.resources.progress import ProgressReporter
 
 
 @dataclass(frozen=True)
@@ -106,9 +106,7 @@ def process_batch(
                 outcome.succeeded.append((pk, version, result))
 
     catalog.write_results(outcome.succeeded, run_id=run_id)
-    catalog.record_events(
-        [(pk, v) for pk, v, _ in outcome.succeeded], SUCCEEDED, run_id=run_id
-    )
+    catalog.record_events([(pk, v) for pk, v, _ in outcome.succeeded], SUCCEEDED, run_id=run_id)
     failed_known = [f for f in outcome.failed if f.version is not None]
     catalog.record_events(
         [(f.partition_key, f.version) for f in failed_known if f.version is not None],

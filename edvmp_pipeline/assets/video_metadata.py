@@ -4,10 +4,10 @@ No ``from __future__ import annotations`` here: Dagster resolves the config and 
 annotations of asset functions at definition time.
 """
 
-
 from collections.abc import Iterator
 
 import dagster as dg
+from pydantic import Field
 
 from edvmp_pipeline.assets.metadata_batch import BatchOutcome, process_batch
 from edvmp_pipeline.assets.partitions import videos_partitions
@@ -21,7 +21,7 @@ from edvmp_pipeline.settings import probe_workers_default
 class MetadataRunConfig(dg.Config):
     """Run options; the defaults are right for sensor runs and UI backfills."""
 
-    only: list[str] = []
+    only: list[str] = Field(default_factory=list)
     """Restrict the run to these partition keys of its range (``edvmp ingest`` uses it)."""
     force: bool = False
     """Probe versions again even when the catalog already has them as SUCCEEDED."""

@@ -23,7 +23,8 @@ def view_sql(root: Path) -> dict[str, str]:
             QUALIFY row_number() OVER (PARTITION BY partition_key ORDER BY registered_at) = 1""",
         "videos": f"""
             SELECT * EXCLUDE (run_id) FROM {_src(root, "videos")}
-            QUALIFY row_number() OVER (PARTITION BY partition_key ORDER BY processed_at DESC) = 1""",
+            QUALIFY row_number() OVER (
+                PARTITION BY partition_key ORDER BY processed_at DESC) = 1""",
         "videos_latest": """
             SELECT * FROM videos
             QUALIFY row_number() OVER (

@@ -49,7 +49,10 @@ def _print_report(report: IngestReport) -> None:
             f"failed {len(failed)}",
             file=out,
         )
-    for title, keys in (("failed", failed), ("known failures (not retried; use --retry-failed)", report.known_failures)):
+    for title, keys in (
+        ("failed", failed),
+        ("known failures (not retried; use --retry-failed)", report.known_failures),
+    ):
         if keys:
             print(f"{title}:", file=out)
             for pk in keys:

@@ -36,9 +36,7 @@ def run(args: argparse.Namespace) -> int:
             # Read-only: the views sit over the system of record, and COPY/ATTACH could write.
             kind = statements[0].type
             if kind not in (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN):
-                raise ConfigError(
-                    f"edvmp query is read-only: {kind.name} statements are refused"
-                )
+                raise ConfigError(f"edvmp query is read-only: {kind.name} statements are refused")
             cur = con.execute(args.sql)
         except duckdb.Error as exc:
             raise ConfigError(f"query failed: {str(exc).splitlines()[0]}") from None

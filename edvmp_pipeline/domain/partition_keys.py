@@ -26,7 +26,9 @@ ETAG_PREFIX = 8
 DIGEST_HEX = 16
 _UNSAFE = re.compile(r"[^\w.-]+")
 _DOTS = re.compile(r"\.{2,}")
-KEY_PATTERN = re.compile(rf"^[\w.-]{{1,{SLUG_MAX}}}~[A-Za-z0-9]{{1,{ETAG_PREFIX}}}~[0-9a-f]{{{DIGEST_HEX}}}$")
+KEY_PATTERN = re.compile(
+    rf"^[\w.-]{{1,{SLUG_MAX}}}~[A-Za-z0-9]{{1,{ETAG_PREFIX}}}~[0-9a-f]{{{DIGEST_HEX}}}$"
+)
 
 
 def _slug(object_key: str) -> str:

@@ -47,9 +47,10 @@ def translate_s3_error(exc: Exception, *, what: str) -> PipelineError:
         return PipelineError(f"S3 error {code} on {what}: {exc}")
     if isinstance(exc, NoCredentialsError):
         return AccessDenied(f"no AWS credentials configured to read {what}")
-    if isinstance(
-        exc, EndpointConnectionError | ConnectTimeoutError | ReadTimeoutError | ConnectionClosedError
-    ):
+    unreachable = (
+        EndpointConnectionError | ConnectTimeoutError | ReadTimeoutError | ConnectionClosedError
+    )
+    if isinstance(exc, unreachable):
         return StoreUnreachable(f"store unreachable reading {what}: {exc}")
     if isinstance(exc, BotoCoreError | ConnectionError):
         return StoreUnreachable(f"store error reading {what}: {exc}")

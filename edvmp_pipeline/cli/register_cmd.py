@@ -1,0 +1,52 @@
+"""``edvmp register SOURCE``: register new versions without processing them.
+
+For running the same assets with Dagster's own CLI (what CI does)::
+
+    RANGE=$(edvmp register samples/ --range)
+    dagster asset materialize -m edvmp_pipeline.definitions --select video_metadata \\
+        --partition-range "$RANGE"
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from edvmp_pipeline.ingest import ingest, partition_range
+from edvmp_pipeline.instance_home import get_instance
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register the ``register`` sub-command."""
+    p = sub.add_parser(
+        "register",
+        help="register new versions as Dagster partitions without processing them",
+    )
+    p.add_argument("source", help="a folder (recursively) or s3://bucket[/prefix]")
+    p.add_argument("--retry-failed", action="store_true", help="include failed versions")
+    p.add_argument(
+        "--range",
+        action="store_true",
+        help="print only FIRST...LAST, the partition range to materialise",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Register and print the partition keys (or their range)."""
+    report = ingest(args.source, retry_failed=args.retry_failed, register_only=True)
+    print(
+        f"registered {len(report.new)} new versions; {len(report.processed)} to process, "
+        f"{len(report.skipped)} already catalogued",
+        file=sys.stderr,
+    )
+    if args.range:
+        span = partition_range(get_instance(), report.processed)
+        if span is None:
+            print("nothing to process", file=sys.stderr)
+            return 1
+        print(span)
+    else:
+        for pk in report.processed:
+            print(pk)
+    return 0
