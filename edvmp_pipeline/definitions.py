@@ -4,22 +4,15 @@ from __future__ import annotations
 
 import dagster as dg
 
-from edvmp_pipeline.assets.partitions import videos_partitions
 from edvmp_pipeline.assets.video_metadata import video_metadata
+from edvmp_pipeline.jobs import ingest_job
 from edvmp_pipeline.resources.catalog_resource import CatalogResource
 from edvmp_pipeline.resources.object_store import ObjectStoreResource
 from edvmp_pipeline.resources.prober import FfprobeProber
 from edvmp_pipeline.resources.progress import ProgressReporter
+from edvmp_pipeline.sensors.object_sensor import s3_object_sensor
 from edvmp_pipeline.settings import catalog_root, env_float
 
-INGEST_JOB = "ingest_videos"
-
-ingest_job = dg.define_asset_job(
-    INGEST_JOB,
-    selection=dg.AssetSelection.assets(video_metadata),
-    partitions_def=videos_partitions,
-    description="Process object versions (one or many partitions per run).",
-)
 
 
 def build_resources() -> dict[str, object]:
@@ -38,5 +31,6 @@ def build_resources() -> dict[str, object]:
 defs = dg.Definitions(
     assets=[video_metadata],
     jobs=[ingest_job],
+    sensors=[s3_object_sensor],
     resources=build_resources(),
 )

@@ -94,7 +94,8 @@ def run_batches(
     through run config, to touch only its own keys: other versions in that range belong to
     someone else (an earlier ingest, the sensor).
     """
-    from edvmp_pipeline.definitions import INGEST_JOB, defs
+    from edvmp_pipeline.definitions import build_resources, defs
+    from edvmp_pipeline.jobs import INGEST_JOB
 
     order = {k: i for i, k in enumerate(instance.get_dynamic_partitions(videos_partitions.name))}
     ordered = sorted(dict.fromkeys(keys), key=lambda k: order[k])
@@ -118,7 +119,9 @@ def run_batches(
                 TAG_SOURCE: source,
                 TAG_TRIGGER: "edvmp-ingest",
             },
-            resources={"progress": ProgressReporter(on_done)},
+            # Resources from the environment as it is now (the module-level Definitions read
+            # it at import), plus this process's progress bar.
+            resources={**build_resources(), "progress": ProgressReporter(on_done)},
             raise_on_error=False,
         )
         run_ids.append(result.run_id)

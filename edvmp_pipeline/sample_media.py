@@ -39,8 +39,6 @@ SAMPLES: dict[str, list[str]] = {
         "aac",
         "-ac",
         "1",
-        "-metadata:s:v:0",
-        "rotate=90",
         "-shortest",
     ],
     "training/ntsc_lecture.mov": [
@@ -78,6 +76,10 @@ SAMPLES: dict[str, list[str]] = {
     ],
 }
 
+# ffmpeg 5.1 drops the rotate tag when encoding and turns it into a display matrix of N degrees
+# counter-clockwise on a stream copy: 270 gives what phones write for a 90° clockwise turn.
+REMUX_ROTATE = {"ugc/phone_portrait.mp4": 270}
+
 
 def _ffmpeg() -> str:
     path = shutil.which("ffmpeg")
@@ -102,6 +104,13 @@ def generate_samples(folder: Path, *, broken: bool = True) -> list[Path]:
         if done.returncode != 0:
             tmp.unlink(missing_ok=True)
             raise ConfigError(f"ffmpeg could not generate {name}: {done.stderr.strip()[-300:]}")
+        if name in REMUX_ROTATE:
+            rotated = tmp.with_name(f".{out.stem}.rot{out.suffix}")
+            cmd = [ffmpeg, "-v", "error", "-y", "-i", str(tmp), "-c", "copy"]
+            cmd += ["-metadata:s:v:0", f"rotate={REMUX_ROTATE[name]}", str(rotated)]
+            subprocess.run(cmd, capture_output=True, timeout=120, check=True)
+            tmp.unlink()
+            tmp = rotated
         tmp.replace(out)
         written.append(out)
     if broken:

@@ -1,0 +1,507 @@
+"""Turn ffprobe's JSON into a :class:`VideoRecord`, or say precisely why the object is unusable.
+
+Pure functions: no subprocess, no Dagster. The input is the output of
+``ffprobe -v error -print_format json -show_format -show_streams`` plus what the caller
+knows without ffprobe (the object's size and its first bytes).
+
+Conventions (see :class:`~edvmp_pipeline.domain.records.VideoRecord`):
+
+* ``rotation`` is the display rotation in degrees *clockwise*, in [0, 360). This is the
+  meaning of the legacy ``rotate`` tag (a phone held upright writes ``rotate=90``). The
+  display matrix angle that ffprobe prints as ``rotation`` is *counter-clockwise* (the
+  same upright phone clip shows ``rotation: -90``), so it is negated.
+* ``width``/``height`` are the stored frame size of the first real video stream, before
+  rotation: a portrait phone clip is 1920x1080 with rotation 90.
+* cover art (``disposition.attached_pic``) is not a video stream: it is neither chosen as
+  "the" video stream nor counted in ``n_video_streams``.
+
+Thresholds were measured with this host's ffprobe 5.1 (see the tests for the cases):
+
+* probe score: real media scored 26 (MPEG-PS ``.mpg``, raw MJPEG), 50 (MPEG-TS, image2),
+  51 (raw H.264/HEVC/MPEG-2 elementary streams, MP3, ADTS AAC), 98-100 (MP4, MKV, WebM,
+  AVI, FLV, IVF). Random bytes named ``.m4v``/``.mjpeg``/``.aac`` were accepted at score
+  1. FFmpeg itself keeps reading while the best score is below 25 (``AVPROBE_SCORE_RETRY``)
+  and only settles for less at end of input, so below 25 is rejected as a bogus probe.
+* truncation: in the MOV/MP4 family a stream's ``bit_rate`` is computed from the sample
+  table (bytes of all samples / duration), so for a complete file the sum of
+  ``bit_rate x duration / 8`` over the streams cannot exceed the file size. Measured
+  ratios declared/size for complete files: 0.73-0.998 (0.998 for 3 MB of VBR noise, the
+  least container overhead). A faststart MP4 cut at 50 % gives 1.94, at 75 % 1.29, at
+  90 % 1.08, at 95 % 1.02. Reject above 1.05 when the excess is also over 4 KiB (rounding
+  room for tiny files). Other containers are not checked: MPEG-PS declares 104857200 b/s
+  (the "unknown" VBV maximum) for a 0.5 Mb/s stream and FLV declares the encoder's target
+  rate, and Matroska/WebM streams carry no ``bit_rate`` at all.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import struct
+from fractions import Fraction
+from typing import Any
+
+from edvmp_pipeline.domain.errors import (
+    AccessDenied,
+    MediaRejected,
+    ObjectMissing,
+    PipelineError,
+    StoreUnreachable,
+)
+from edvmp_pipeline.domain.records import StreamRecord, VideoRecord
+
+MIN_PROBE_SCORE = 25
+MAX_DIMENSION = 16384
+TRUNCATION_RATIO = 1.05
+TRUNCATION_MIN_EXCESS_BYTES = 4096
+
+# The demuxer family whose stream bit rates come from the sample table (see module doc).
+MOV_FAMILY_PREFIX = "mov,"
+
+# Image demuxers: ffprobe names single-image inputs ``image2`` or ``<codec>_pipe``.
+STILL_IMAGE_FORMATS = frozenset({"image2", "image2pipe"})
+# Codecs that hold one picture per frame; with one frame (or no duration) they are stills.
+IMAGE_CODECS = frozenset(
+    {
+        "png", "apng", "mjpeg", "jpeg2000", "jpegls", "jpegxl", "bmp", "gif", "webp",
+        "tiff", "ppm", "pgm", "pgmyuv", "pbm", "pam", "targa", "sgi", "dpx", "exr", "qoi",
+        "pcx", "xbm", "xpm", "xwd", "sunrast", "hdr", "psd", "svg", "dds", "ico",
+    }
+)  # fmt: skip
+
+_IMAGE_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "PNG image"),
+    (b"\xff\xd8\xff", "JPEG image"),
+    (b"GIF87a", "GIF image"),
+    (b"GIF89a", "GIF image"),
+    (b"II*\x00", "TIFF image"),
+    (b"MM\x00*", "TIFF image"),
+)
+_DOCUMENT_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"%PDF-", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive"),
+    (b"\x1f\x8b", "a gzip file"),
+)
+# Media containers ffprobe knows: if it still failed, the data after the header is bad.
+_CONTAINER_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\x1a\x45\xdf\xa3", "Matroska/WebM header"),
+    (b"RIFF", "RIFF (AVI/WAV) header"),
+    (b"FLV", "FLV header"),
+    (b"OggS", "Ogg header"),
+    (b"ID3", "ID3 (MP3) header"),
+    (b"\x00\x00\x01\xba", "MPEG-PS header"),
+    (b"\x30\x26\xb2\x75", "ASF/WMV header"),
+)
+# Top-level ISO-BMFF boxes that may open an MP4/MOV file (old QuickTime has no ftyp).
+_MP4_OPENING_BOXES = frozenset({b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip"})
+
+_ADDRESS_PREFIX = re.compile(r"^\[[^\]]*@ 0x[0-9a-f]+\]\s*")
+_URL_QUERY = re.compile(r"(https?://[^\s?]+)\?[^\s:]*")
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def _to_float(value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None  # ffprobe uses "N/A" and friends for unknown values
+    return number if math.isfinite(number) else None
+
+
+def _to_int(value: Any) -> int | None:
+    number = _to_float(value)
+    return None if number is None else int(number)
+
+
+def _rate(value: Any) -> float | None:
+    """``"30000/1001"`` → 29.97…; ``"0/0"``, ``"0/1"`` and junk → None."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        num, _, den = value.partition("/")
+        rate = Fraction(int(num), int(den or 1))
+    except (ValueError, ZeroDivisionError):
+        return None
+    return float(rate) if rate > 0 else None
+
+
+def _clock_duration(value: Any) -> float | None:
+    """Matroska's ``DURATION`` tag, ``HH:MM:SS.nnnnnnnnn`` → seconds."""
+    if not isinstance(value, str):
+        return None
+    match = re.fullmatch(r"(\d+):(\d{2}):(\d{2}(?:\.\d+)?)", value.strip())
+    if not match:
+        return None
+    hours, minutes, seconds = match.groups()
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def _is_attached_pic(stream: dict[str, Any]) -> bool:
+    return bool((stream.get("disposition") or {}).get("attached_pic"))
+
+
+def _rotation_cw(stream: dict[str, Any]) -> int:
+    """Display rotation in whole degrees clockwise, in [0, 360); 0 when none is stored."""
+    for side_data in stream.get("side_data_list") or []:
+        if side_data.get("side_data_type") == "Display Matrix":
+            ccw = _to_float(side_data.get("rotation"))
+            if ccw is not None:
+                # The display matrix angle is counter-clockwise: -90 means turn right.
+                return round(-ccw) % 360
+    clockwise = _to_float((stream.get("tags") or {}).get("rotate"))
+    if clockwise is not None:
+        return round(clockwise) % 360  # legacy tag (ffprobe < 5): already clockwise
+    return 0
+
+
+def _stream_duration(stream: dict[str, Any]) -> float | None:
+    duration = _to_float(stream.get("duration"))
+    if duration is None:
+        duration = _clock_duration((stream.get("tags") or {}).get("DURATION"))
+    return duration
+
+
+def _stream_fps(stream: dict[str, Any]) -> float | None:
+    # avg_frame_rate is the true mean (VFR phone clips); r_frame_rate is the base rate
+    # ffprobe guesses, used only when the container gives no average ("0/0").
+    return _rate(stream.get("avg_frame_rate")) or _rate(stream.get("r_frame_rate"))
+
+
+def _human_bytes(n: float) -> str:
+    if n >= 1e9:
+        return f"{n / 1e9:.2f} GB"
+    if n >= 1e6:
+        return f"{n / 1e6:.1f} MB"
+    if n >= 1e3:
+        return f"{n / 1e3:.0f} kB"
+    return f"{int(n)} bytes"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def stream_record(stream: dict[str, Any]) -> StreamRecord:
+    """One ffprobe stream object → :class:`StreamRecord` (fields a type lacks stay None)."""
+    codec_type = str(stream.get("codec_type") or "unknown")
+    tags = stream.get("tags") or {}
+    is_video = codec_type == "video"
+    is_audio = codec_type == "audio"
+    return StreamRecord(
+        stream_index=int(stream.get("index", 0)),
+        codec_type=codec_type,
+        codec_name=stream.get("codec_name"),
+        codec_long_name=stream.get("codec_long_name"),
+        profile=stream.get("profile"),
+        bit_rate=_to_int(stream.get("bit_rate")),
+        duration_s=_stream_duration(stream),
+        language=tags.get("language"),
+        width=_to_int(stream.get("width")) if is_video else None,
+        height=_to_int(stream.get("height")) if is_video else None,
+        pix_fmt=stream.get("pix_fmt") if is_video else None,
+        fps=_stream_fps(stream) if is_video else None,
+        bits_per_raw_sample=_to_int(stream.get("bits_per_raw_sample")),
+        rotation=_rotation_cw(stream) if is_video else None,
+        channels=_to_int(stream.get("channels")) if is_audio else None,
+        channel_layout=stream.get("channel_layout") if is_audio else None,
+        sample_rate_hz=_to_int(stream.get("sample_rate")) if is_audio else None,
+    )
+
+
+# --------------------------------------------------------------------------- rejections
+
+
+def _corrupt(reason: str) -> MediaRejected:
+    return MediaRejected(reason, error_class="corrupt_media")
+
+
+def _unsupported(reason: str) -> MediaRejected:
+    return MediaRejected(reason, error_class="unsupported_media")
+
+
+def _empty() -> MediaRejected:
+    return MediaRejected("empty object: 0 bytes", error_class="empty_object")
+
+
+def _no_video_reason(streams: list[dict[str, Any]], format_name: str) -> str:
+    audio = [s for s in streams if s.get("codec_type") == "audio"]
+    covers = [s for s in streams if s.get("codec_type") == "video" and _is_attached_pic(s)]
+    cover_note = ", cover art only" if covers else ""
+    if audio:
+        codecs = sorted({str(s.get("codec_name") or "unknown codec") for s in audio})
+        return (
+            f"no video stream: audio-only file ({'/'.join(codecs)}, "
+            f"{_plural(len(audio), 'audio stream')}{cover_note})"
+        )
+    kinds: dict[str, int] = {}
+    for s in streams:
+        kind = "cover picture" if _is_attached_pic(s) else str(s.get("codec_type") or "unknown")
+        kinds[kind] = kinds.get(kind, 0) + 1
+    if not kinds:
+        return f"no video stream: ffprobe found no streams at all ({format_name})"
+    listed = ", ".join(_plural(n, f"{kind} stream") for kind, n in sorted(kinds.items()))
+    return f"no video stream: only {listed} ({format_name})"
+
+
+def _is_still_image(format_name: str, video: dict[str, Any], duration_s: float | None) -> bool:
+    names = set(format_name.split(","))
+    if names & STILL_IMAGE_FORMATS or any(n.endswith("_pipe") for n in names):
+        return True
+    if video.get("codec_name") in IMAGE_CODECS:
+        frames = _to_int(video.get("nb_frames"))
+        # A GIF or PNG with one frame is a picture; an animated one is a (silent) clip.
+        return frames == 1 or (frames is None and duration_s is None)
+    return False
+
+
+def _check_truncation(
+    format_name: str, streams: list[dict[str, Any]], format_duration: float | None, size: int
+) -> None:
+    if not format_name.startswith(MOV_FAMILY_PREFIX):
+        return  # only MOV/MP4 stream bit rates are measured from the index (module doc)
+    declared = 0.0
+    for stream in streams:
+        if _is_attached_pic(stream):
+            continue
+        bit_rate = _to_int(stream.get("bit_rate"))
+        duration = _stream_duration(stream) or format_duration
+        if bit_rate and duration:
+            declared += bit_rate * duration / 8
+    excess = declared - size
+    if declared > size * TRUNCATION_RATIO and excess > TRUNCATION_MIN_EXCESS_BYTES:
+        missing = 100 * excess / declared
+        raise _corrupt(
+            f"truncated file: streams declare {_human_bytes(declared)} but object holds "
+            f"{_human_bytes(size)} (about {missing:.0f}% of the media data is missing)"
+        )
+
+
+# ------------------------------------------------------------------------------ public
+
+
+def normalise_probe(
+    probe: dict[str, Any], *, size_bytes: int, leading_bytes: bytes = b""
+) -> VideoRecord:
+    """Normalise ffprobe JSON (``-show_format -show_streams``) into a :class:`VideoRecord`.
+
+    ``size_bytes`` is the object's real size (from the store, not from ffprobe);
+    ``leading_bytes`` its first bytes, accepted for symmetry with
+    :func:`classify_probe_failure` (a successful probe does not need them).
+
+    Raises :class:`MediaRejected` when the object is not a usable video: ``empty_object``
+    for 0 bytes; ``corrupt_media`` for a bogus probe (score below 25), a video stream
+    without codec or with an absurd frame size, or a truncated MOV/MP4; and
+    ``unsupported_media`` for audio-only files and still images.
+    """
+    del leading_bytes  # part of the signature so callers pass the same facts to both paths
+    if size_bytes == 0:
+        raise _empty()
+    fmt: dict[str, Any] = probe.get("format") or {}
+    streams: list[dict[str, Any]] = list(probe.get("streams") or [])
+    format_name = str(fmt.get("format_name") or "unknown")
+    probe_score = _to_int(fmt.get("probe_score"))
+
+    if probe_score is not None and probe_score < MIN_PROBE_SCORE:
+        guessed = ", ".join(
+            f"{s.get('codec_type')} {s.get('codec_name') or '?'}"
+            + (f" {s.get('width')}x{s.get('height')}" if s.get("codec_type") == "video" else "")
+            for s in streams
+        )
+        raise _corrupt(
+            f"unrecognised or corrupt data: ffprobe guessed {format_name} with probe score "
+            f"{probe_score}/100 (real media scores >= {MIN_PROBE_SCORE})"
+            + (f"; bogus streams: {guessed}" if guessed else "")
+        )
+
+    videos = [s for s in streams if s.get("codec_type") == "video" and not _is_attached_pic(s)]
+    audios = [s for s in streams if s.get("codec_type") == "audio"]
+    subtitles = [s for s in streams if s.get("codec_type") == "subtitle"]
+    if not videos:
+        raise _unsupported(_no_video_reason(streams, format_name))
+    video = videos[0]
+
+    format_duration = _to_float(fmt.get("duration"))
+    duration_s = format_duration
+    if duration_s is None:
+        duration_s = _stream_duration(video)
+    if duration_s is None:
+        durations = [d for d in map(_stream_duration, streams) if d is not None]
+        duration_s = max(durations) if durations else None
+
+    codec = video.get("codec_name")
+    if not codec:
+        tag = video.get("codec_tag_string") or "none"
+        raise _corrupt(f"corrupt video stream: ffprobe identified no codec (codec tag {tag})")
+    if _is_still_image(format_name, video, duration_s):
+        raise _unsupported(f"still image ({codec}), not a video")
+    width, height = _to_int(video.get("width")), _to_int(video.get("height"))
+    if not width or not height or width > MAX_DIMENSION or height > MAX_DIMENSION:
+        raise _corrupt(
+            f"corrupt video stream: absurd frame size {width or 0}x{height or 0} ({codec}); "
+            f"expected 1..{MAX_DIMENSION} on each side"
+        )
+    _check_truncation(format_name, streams, format_duration, size_bytes)
+
+    audio = audios[0] if audios else None
+    return VideoRecord(
+        format_name=format_name,
+        duration_s=duration_s,
+        bit_rate=_to_int(fmt.get("bit_rate")),
+        video_codec=codec,
+        width=width,
+        height=height,
+        fps=_stream_fps(video),
+        pix_fmt=video.get("pix_fmt"),
+        rotation=_rotation_cw(video),
+        audio_codec=audio.get("codec_name") if audio else None,
+        audio_channels=_to_int(audio.get("channels")) if audio else None,
+        sample_rate_hz=_to_int(audio.get("sample_rate")) if audio else None,
+        n_video_streams=len(videos),
+        n_audio_streams=len(audios),
+        n_subtitle_streams=len(subtitles),
+        probe_score=probe_score,
+        format_long_name=fmt.get("format_long_name"),
+        tags={str(k): str(v) for k, v in (fmt.get("tags") or {}).items()},
+        streams=tuple(stream_record(s) for s in streams),
+    )
+
+
+def ffprobe_messages(stderr: str, *, limit: int = 200) -> str:
+    """ffprobe's distinct error lines, without ``[demuxer @ 0x…]`` prefixes, the input name
+    or presigned URL query strings (they carry signatures), joined by ``; ``."""
+    seen: list[str] = []
+    for raw in stderr.splitlines():
+        line = _ADDRESS_PREFIX.sub("", raw.strip())
+        if not line:
+            continue
+        # "<input>: <message>": the input is a local path or a URL; keep the message.
+        if ": " in line and ("/" in line.split(": ", 1)[0] or line.startswith("file:")):
+            line = line.rsplit(": ", 1)[-1]
+        line = _URL_QUERY.sub(r"\1?…", line)
+        if line not in seen:
+            seen.append(line)
+    text = "; ".join(seen)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _looks_like_text(data: bytes) -> bool:
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    if not data:
+        return False
+    # The sample may end inside a multi-byte UTF-8 character: drop up to 3 trailing bytes.
+    for cut in range(4):
+        try:
+            text = data[: len(data) - cut].decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        return bool(text) and all(ch.isprintable() or ch in "\t\n\r\f\v" for ch in text)
+    return False
+
+
+def _mp4_failure(leading_bytes: bytes, size_bytes: int, detail: str) -> MediaRejected:
+    """ISO-BMFF opening boxes present but ffprobe failed: walk the visible top-level boxes."""
+    pos, seen = 0, []
+    while pos + 8 <= len(leading_bytes):
+        box_size, kind = struct.unpack(">I4s", leading_bytes[pos : pos + 8])
+        name = kind.decode("latin-1")
+        if box_size == 1:
+            if pos + 16 > len(leading_bytes):
+                break
+            box_size = struct.unpack(">Q", leading_bytes[pos + 8 : pos + 16])[0]
+        elif box_size == 0:
+            # "Runs to end of file": the writer never went back to fix sizes or add moov.
+            return _corrupt(
+                f"corrupt MP4: moov atom not found ('{name}' box is open-ended: the recording "
+                f"was never finalised)"
+            )
+        if box_size < 8:
+            break
+        seen.append(name)
+        end = pos + box_size
+        if end > size_bytes:
+            return _corrupt(
+                f"truncated file: moov atom not found ('{name}' box needs {end:,} bytes, "
+                f"object holds {size_bytes:,})"
+            )
+        if kind == b"moov":
+            return _corrupt(f"corrupt MP4: moov atom present but unreadable ({detail})")
+        pos = end
+    if pos == size_bytes and seen:
+        return _corrupt(
+            f"corrupt MP4: moov atom not found (boxes {', '.join(seen)} are complete; the "
+            f"index was never written or was removed)"
+        )
+    return _corrupt(f"corrupt MP4: moov atom not found ({detail})")
+
+
+def classify_probe_failure(stderr: str, *, size_bytes: int, leading_bytes: bytes) -> MediaRejected:
+    """Explain a non-zero ffprobe exit from the object's size and leading bytes.
+
+    ffprobe prints the same "moov atom not found … Invalid data found when processing
+    input" for an empty file, random bytes, a text file and a cut MP4 when the name ends
+    in ``.mp4``, so the message is only quoted, never used to decide. Returns (does not
+    raise) the :class:`MediaRejected` to raise. Transport errors (HTTP 404, refused
+    connections) are :func:`classify_transport_failure`'s business; call it first.
+    """
+    if size_bytes == 0:
+        return _empty()
+    detail = f"ffprobe: {ffprobe_messages(stderr) or 'no message'}"
+    head = leading_bytes
+    if not head:
+        return _corrupt(f"unrecognised or corrupt data ({detail}; first bytes not available)")
+    if head[4:8] in _MP4_OPENING_BOXES:
+        return _mp4_failure(head, size_bytes, detail)
+    for magic, what in _IMAGE_MAGIC:
+        if head.startswith(magic):
+            return _unsupported(f"not a video: {what} data ({detail})")
+    for magic, what in _DOCUMENT_MAGIC:
+        if head.startswith(magic):
+            return _unsupported(f"not a video: looks like {what}")
+    if _looks_like_text(head):
+        return _unsupported("not a video: looks like a text file")
+    for magic, what in _CONTAINER_MAGIC:
+        if head.startswith(magic):
+            return _corrupt(f"unrecognised or corrupt data ({what} but {detail})")
+    first = head[:8].hex(" ")
+    return _corrupt(
+        f"unrecognised or corrupt data (no known signature, first bytes {first}; {detail})"
+    )
+
+
+# ffprobe stderr fragments (lower case) that mean the store or the path failed, not the media.
+_TRANSPORT_PATTERNS: tuple[tuple[str, type[PipelineError], str], ...] = (
+    ("server returned 404", ObjectMissing, "object missing: the store answered 404 Not Found"),
+    ("no such file or directory", ObjectMissing, "object missing: no such file"),
+    ("server returned 403", AccessDenied,
+     "access denied: the store answered 403 Forbidden (expired or badly signed URL?)"),
+    ("server returned 401", AccessDenied, "access denied: the store answered 401"),
+    ("permission denied", AccessDenied, "access denied: permission denied reading the object"),
+    ("server returned 5", StoreUnreachable, "store error: the store answered a 5xx error"),
+    ("connection timed out", StoreUnreachable, "store unreachable: read timed out"),
+    ("connection refused", StoreUnreachable, "store unreachable: connection refused"),
+    ("connection reset", StoreUnreachable, "store unreachable: connection reset"),
+    ("network is unreachable", StoreUnreachable, "store unreachable: network is unreachable"),
+    ("no route to host", StoreUnreachable, "store unreachable: no route to host"),
+    ("failed to resolve", StoreUnreachable, "store unreachable: host name did not resolve"),
+    ("name or service not known", StoreUnreachable,
+     "store unreachable: host name did not resolve"),
+)  # fmt: skip
+
+
+def classify_transport_failure(stderr: str) -> PipelineError | None:
+    """The store/path error behind a failed ffprobe, or None when the failure is the media's.
+
+    A presigned URL that expired answers 403, a deleted object 404, a stalled server
+    trips ``-rw_timeout`` ("Connection timed out"): these are not properties of the bytes
+    and must not be recorded as corrupt media.
+    """
+    lowered = stderr.lower()
+    for needle, error_type, reason in _TRANSPORT_PATTERNS:
+        if needle in lowered:
+            return error_type(f"{reason} ({ffprobe_messages(stderr)})")
+    return None

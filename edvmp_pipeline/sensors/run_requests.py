@@ -1,0 +1,106 @@
+"""Turning newly seen object versions into Dagster requests (shared by both sensors).
+
+Idempotency: the ``run_key`` is ``bucket/key@etag``, so Dagster itself refuses to launch the
+same object version twice, whatever re-lists, restarts or duplicate events happen. A version
+is registered in the catalog (PENDING) in the same tick that requests its run; a version still
+PENDING on a later tick is requested again, which is harmless (same run key) and covers a
+daemon that died between writing the catalog and storing the tick.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+from edvmp_pipeline.assets.partitions import (
+    TAG_ETAG,
+    TAG_OBJECT_KEY,
+    TAG_SOURCE,
+    TAG_TRIGGER,
+    videos_partitions,
+)
+from edvmp_pipeline.catalog.store import PENDING, Catalog
+from edvmp_pipeline.domain.partition_keys import partition_key_for
+from edvmp_pipeline.domain.records import ObjectVersion
+
+# Dagster tag values are limited in length; keys beyond this are in the catalog anyway.
+_TAG_MAX = 1000
+
+
+def run_key_for(version: ObjectVersion) -> str:
+    """The idempotency key of one object version's run."""
+    return f"{version.source.removeprefix('s3://')}/{version.object_key}@{version.etag}"
+
+
+def run_request_for(pk: str, version: ObjectVersion, trigger: str) -> dg.RunRequest:
+    """A single-version run request with the raw identity in its tags."""
+    return dg.RunRequest(
+        run_key=run_key_for(version),
+        partition_key=pk,
+        tags={
+            TAG_SOURCE: version.source,
+            TAG_OBJECT_KEY: version.object_key[:_TAG_MAX],
+            TAG_ETAG: version.etag,
+            TAG_TRIGGER: trigger,
+        },
+    )
+
+
+@dataclass
+class Requests:
+    """What one tick asks Dagster for, and what it already registered in the catalog."""
+
+    run_requests: list[dg.RunRequest] = field(default_factory=list)
+    new_partitions: list[str] = field(default_factory=list)
+    new_versions: list[tuple[str, ObjectVersion]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.run_requests)
+
+    def add_request(self) -> list[dg.AddDynamicPartitionsRequest]:
+        """The dynamic-partition request for this tick (empty when nothing is new)."""
+        if not self.new_partitions:
+            return []
+        return [videos_partitions.build_add_request(self.new_partitions)]
+
+
+def known_states(catalog: Catalog, source: str) -> dict[str, str]:
+    """partition key → current job status for every version of ``source`` in the catalog."""
+    _, rows = catalog.query("SELECT partition_key, status FROM jobs WHERE source = ?", [source])
+    return {r[0]: r[1] for r in rows}
+
+
+def plan_requests(
+    versions: Sequence[ObjectVersion],
+    states: dict[str, str],
+    *,
+    trigger: str,
+    limit: int,
+) -> tuple[Requests, int]:
+    """Requests for the versions not yet processed, at most ``limit`` of them.
+
+    Returns the requests and how many of ``versions`` were consumed (all of them unless the
+    limit stopped the plan early), so a caller can resume after the last consumed one.
+    """
+    requests = Requests()
+    consumed = 0
+    for version in versions:
+        pk = partition_key_for(version.source, version.object_key, version.etag)
+        status = states.get(pk)
+        if status is None or status == PENDING:
+            if len(requests) >= limit:
+                break
+            requests.run_requests.append(run_request_for(pk, version, trigger))
+            if status is None:
+                requests.new_partitions.append(pk)
+                requests.new_versions.append((pk, version))
+                states[pk] = PENDING
+        consumed += 1
+    return requests, consumed
+
+
+def register(catalog: Catalog, requests: Requests, registered_by: str) -> None:
+    """Record the tick's new versions as PENDING jobs before Dagster sees the requests."""
+    catalog.register(requests.new_versions, registered_by=registered_by)

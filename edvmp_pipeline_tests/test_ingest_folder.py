@@ -1,0 +1,270 @@
+"""``edvmp ingest`` of a folder end to end: real ffprobe, a real persistent Dagster instance."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from edvmp_pipeline.catalog.store import Catalog
+from edvmp_pipeline.ingest import ingest
+from edvmp_pipeline.sample_media import generate_samples
+
+GOOD = {
+    "marketing/launch_teaser.mp4",
+    "training/ntsc_lecture.mov",
+    "training/silent_screencast.mkv",
+    "ugc/clip vp9, opus.webm",
+    "ugc/phone_portrait.mp4",
+}
+BAD = {"broken/upload_cut_short.mp4": "corrupt_media", "broken/empty_upload.mp4": "empty_object"}
+
+
+@pytest.fixture(scope="module")
+def sample_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("library")
+    generate_samples(folder)
+    return folder
+
+
+@pytest.fixture
+def library(sample_library: Path, tmp_path: Path) -> Path:
+    """A private copy: tests change files."""
+    return Path(shutil.copytree(sample_library, tmp_path / "library"))
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh EDVMP_HOME (catalog and Dagster instance inside it)."""
+    monkeypatch.setenv("EDVMP_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    monkeypatch.delenv("EDVMP_CATALOG", raising=False)
+    return tmp_path / "home"
+
+
+def _catalog(home: Path) -> Catalog:
+    return Catalog(home / "catalog")
+
+
+def test_ingest_catalogues_good_videos_and_fails_bad_ones(library: Path, home: Path) -> None:
+    report = ingest(str(library))
+    assert report.listed == 7 and len(report.new) == 7
+    assert {report.versions[pk].object_key for pk in report.succeeded} == GOOD
+    failed = {report.versions[pk].object_key: report.states[pk] for pk in report.failed}
+    assert {k: s.error_class for k, s in failed.items()} == BAD
+    assert "moov atom not found" in failed["broken/upload_cut_short.mp4"].error
+    assert len(report.run_ids) == 1
+
+    cat = _catalog(home)
+    _, rows = cat.query(
+        "SELECT object_key, video_codec, width, height, round(fps, 3), rotation, audio_codec, "
+        "audio_channels, sample_rate_hz, n_audio_streams, source FROM videos ORDER BY object_key"
+    )
+    by_key = {r[0]: r[1:] for r in rows}
+    assert set(by_key) == GOOD
+    assert by_key["ugc/phone_portrait.mp4"][:5] == ("h264", 320, 240, 30.0, 90)
+    assert by_key["training/ntsc_lecture.mov"][3] == 29.97
+    assert by_key["ugc/clip vp9, opus.webm"][5] == "opus"
+    assert by_key["training/silent_screencast.mkv"][5:9] == (None, None, None, 0)
+    assert {r[-1] for r in rows} == {str(library.resolve())}
+    _, rows = cat.query("SELECT count(*) FROM streams")
+    assert rows == [(9,)]
+    _, rows = cat.query("SELECT status, count(*) FROM jobs GROUP BY ALL ORDER BY 1")
+    assert rows == [("FAILED", 2), ("SUCCEEDED", 5)]
+
+    # The runs and partitions live in the persistent instance that `dagster dev` shows.
+    os.environ["DAGSTER_HOME"] = str(home / "dagster")
+    try:
+        instance = dg.DagsterInstance.get()
+        assert len(instance.get_dynamic_partitions("videos")) == 7
+        materialized = instance.get_materialized_partitions(dg.AssetKey("video_metadata"))
+        assert materialized == set(report.succeeded)
+        run = instance.get_run_by_id(report.run_ids[0])
+        assert run is not None and run.job_name == "ingest_videos"
+        assert run.tags["edvmp/trigger"] == "edvmp-ingest"
+    finally:
+        del os.environ["DAGSTER_HOME"]
+
+
+def test_second_ingest_processes_nothing(library: Path, home: Path) -> None:
+    ingest(str(library))
+    again = ingest(str(library))
+    assert again.new == [] and again.processed == [] and again.run_ids == []
+    assert len(again.skipped) == 5 and len(again.known_failures) == 2
+    _, rows = _catalog(home).query("SELECT count(*) FROM videos")
+    assert rows == [(5,)]
+
+
+def test_retry_failed_runs_known_failures_again(library: Path, home: Path) -> None:
+    ingest(str(library))
+    retried = ingest(str(library), retry_failed=True)
+    assert len(retried.processed) == 2 and retried.new == []
+    _, rows = _catalog(home).query(
+        "SELECT object_key, status, attempts FROM jobs WHERE status = 'FAILED' ORDER BY 1"
+    )
+    assert rows == [
+        ("broken/empty_upload.mp4", "FAILED", 2),
+        ("broken/upload_cut_short.mp4", "FAILED", 2),
+    ]
+
+
+def test_changed_content_is_a_new_version(library: Path, home: Path) -> None:
+    first = ingest(str(library))
+    target = library / "marketing/launch_teaser.mp4"
+    shutil.copyfile(library / "training/silent_screencast.mkv", target)
+    second = ingest(str(library))
+    assert len(second.new) == 1 and len(second.succeeded) == 1
+    assert second.versions[second.new[0]].object_key == "marketing/launch_teaser.mp4"
+    cat = _catalog(home)
+    _, rows = cat.query(
+        "SELECT count(*) FROM videos WHERE object_key = 'marketing/launch_teaser.mp4'"
+    )
+    assert rows == [(2,)]
+    _, rows = cat.query(
+        "SELECT partition_key, width FROM videos_latest "
+        "WHERE object_key = 'marketing/launch_teaser.mp4'"
+    )
+    assert rows == [(second.new[0], 480)]
+    assert second.new[0] not in first.versions
+
+
+def test_content_hashes_are_cached_between_scans(library: Path, home: Path) -> None:
+    from edvmp_pipeline.domain.content_hash import ContentHashCache
+    from edvmp_pipeline.resources.object_store import iter_folder
+
+    ingest(str(library))
+    with ContentHashCache(home / "content_hashes.sqlite") as cache:
+        list(iter_folder(library, cache))
+        assert (cache.hits, cache.misses) == (7, 0)
+
+
+def test_media_corpus_through_ingest(media_corpus, tmp_path: Path, home: Path) -> None:
+    """Every generated case lands with the exact values it was generated with (or fails)."""
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    for name, case in media_corpus.items():
+        shutil.copyfile(case.path, folder / f"{name}{case.path.suffix}")
+    report = ingest(str(folder))
+    cat = _catalog(home)
+    for name, case in media_corpus.items():
+        key = f"{name}{case.path.suffix}"
+        if "error_class" in case.expected:
+            _, rows = cat.query(
+                "SELECT status, error_class, error FROM jobs WHERE object_key = ?", [key]
+            )
+            assert rows and rows[0][:2] == ("FAILED", case.expected["error_class"]), (key, rows)
+            assert case.expected["reason_contains"] in rows[0][2]
+            continue
+        cols, rows = cat.query("SELECT * FROM videos WHERE object_key = ?", [key])
+        assert len(rows) == 1, (key, report.states)
+        row = dict(zip(cols, rows[0], strict=True))
+        for field, want in case.expected.items():
+            if field == "duration_s":
+                assert row[field] == pytest.approx(want, abs=0.1), (key, field)
+            elif isinstance(want, float):
+                assert row[field] == pytest.approx(want, rel=1e-6), (key, field)
+            elif field in row:
+                assert row[field] == want, (key, field, row[field])
+
+
+def _edvmp(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).with_name("edvmp")
+    return subprocess.run(
+        [str(exe), *args], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
+
+
+@pytest.fixture
+def cli_env(home: Path) -> dict[str, str]:
+    return {**os.environ, "EDVMP_HOME": str(home)}
+
+
+def test_cli_exit_statuses_and_messages(library: Path, cli_env: dict[str, str]) -> None:
+    done = _edvmp("ingest", str(library), env=cli_env)
+    assert done.returncode == 1, done.stderr
+    assert "processed 7: succeeded 5, failed 2" in done.stdout
+    assert "broken/upload_cut_short.mp4: truncated file: moov atom not found" in done.stdout
+    assert "Traceback" not in done.stderr
+
+    again = _edvmp("ingest", str(library), env=cli_env)
+    assert "nothing new to process" in again.stdout and again.returncode == 1
+
+    shutil.rmtree(library / "broken")
+    clean = _edvmp("ingest", str(library), env=cli_env)
+    assert clean.returncode == 0, clean.stdout
+
+    missing = _edvmp("ingest", str(library / "nope"), env=cli_env)
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == f"edvmp: error: no such folder: {library / 'nope'}"
+
+    unreachable = _edvmp(
+        "ingest",
+        "s3://uploads",
+        env={
+            **cli_env,
+            "EDVMP_S3_ENDPOINT_URL": "http://127.0.0.1:9",
+            "AWS_ACCESS_KEY_ID": "x",
+            "AWS_SECRET_ACCESS_KEY": "y",
+        },
+    )
+    assert unreachable.returncode == 2, unreachable.stderr
+    assert "store unreachable" in unreachable.stderr and "Traceback" not in unreachable.stderr
+
+    usage = _edvmp("ingest", env=cli_env)
+    assert usage.returncode == 2 and "usage:" in usage.stderr
+
+
+def test_cli_query_formats_and_read_only(library: Path, cli_env: dict[str, str]) -> None:
+    import json
+
+    _edvmp("ingest", str(library), env=cli_env)
+    done = _edvmp(
+        "query",
+        "SELECT object_key, width FROM videos ORDER BY object_key",
+        "--format",
+        "json",
+        env=cli_env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)[0] == {"object_key": "marketing/launch_teaser.mp4", "width": 640}
+    csv_out = _edvmp("query", "SELECT width FROM videos ORDER BY 1", "--format", "csv", env=cli_env)
+    assert csv_out.stdout.splitlines() == ["width", "320", "320", "320", "480", "640"]
+    table = _edvmp("query", "SELECT count(*) AS n FROM jobs", env=cli_env)
+    assert "(1 row)" in table.stdout
+    for sql in ("COPY videos TO '/tmp/x.csv'", "CREATE TABLE t (a INT)", "SELECT nope FROM videos"):
+        refused = _edvmp("query", sql, env=cli_env)
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr, sql
+
+
+def test_dagster_cli_materialises_registered_partitions(
+    library: Path, cli_env: dict[str, str], home: Path
+) -> None:
+    """The path CI uses: register, then Dagster's own `dagster asset materialize`."""
+    shutil.rmtree(library / "broken")
+    span = _edvmp("register", str(library), "--range", env=cli_env)
+    assert span.returncode == 0, span.stderr
+    dagster = Path(sys.executable).with_name("dagster")
+    done = subprocess.run(
+        [
+            str(dagster),
+            "asset",
+            "materialize",
+            "-m",
+            "edvmp_pipeline.definitions",
+            "--select",
+            "video_metadata",
+            "--partition-range",
+            span.stdout.strip(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**cli_env, "DAGSTER_HOME": str(home / "dagster")},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    _, rows = _catalog(home).query("SELECT count(*) FROM videos")
+    assert rows == [(5,)]
