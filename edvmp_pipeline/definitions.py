@@ -14,7 +14,6 @@ from edvmp_pipeline.sensors.object_sensor import s3_object_sensor
 from edvmp_pipeline.settings import catalog_root, env_float
 
 
-
 def build_resources() -> dict[str, object]:
     """Resources from the environment; each has a local default."""
     return {

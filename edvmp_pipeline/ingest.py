@@ -21,10 +21,9 @@ from edvmp_pipeline.domain.source_uri import SourceSpec, parse_source
 from edvmp_pipeline.instance_home import get_instance
 from edvmp_pipeline.resources.object_store import ObjectStoreResource, iter_folder
 from edvmp_pipeline.resources.progress import ProgressReporter
-from edvmp_pipeline.settings import catalog_root, edvmp_home
+from edvmp_pipeline.settings import DEFAULT_BATCH_SIZE, catalog_root, edvmp_home
 
 ADD_PARTITIONS_BATCH = 1000
-DEFAULT_BATCH_SIZE = 500
 
 
 @dataclass

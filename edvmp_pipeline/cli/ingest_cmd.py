@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
-from tqdm import tqdm
+if TYPE_CHECKING:
+    from edvmp_pipeline.ingest import IngestReport
 
-from edvmp_pipeline.ingest import DEFAULT_BATCH_SIZE, IngestReport, ingest
+from edvmp_pipeline.settings import DEFAULT_BATCH_SIZE
+
+# Heavy modules (the ingest module loads Dagster, ~1 s) are imported inside run(), so other
+# sub-commands do not pay for them just to build the parser.
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -66,6 +71,10 @@ def _print_report(report: IngestReport) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the ingest and print its summary; 0 all good, 1 any failure."""
+    from tqdm import tqdm
+
+    from edvmp_pipeline.ingest import ingest
+
     if args.batch_size < 1 or args.workers < 0:
         raise SystemExit("edvmp: error: --batch-size must be >= 1 and --workers >= 0")
     bar: tqdm | None = None

@@ -12,9 +12,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from edvmp_pipeline.ingest import ingest, partition_range
-from edvmp_pipeline.instance_home import get_instance
-
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the ``register`` sub-command."""
@@ -34,6 +31,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Register and print the partition keys (or their range)."""
+    from edvmp_pipeline.ingest import ingest, partition_range
+    from edvmp_pipeline.instance_home import get_instance
+
     report = ingest(args.source, retry_failed=args.retry_failed, register_only=True)
     print(
         f"registered {len(report.new)} new versions; {len(report.processed)} to process, "

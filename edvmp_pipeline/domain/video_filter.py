@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import PurePosixPath
 
 DEFAULT_VIDEO_EXTENSIONS = frozenset(
-    "mp4 m4v mov qt mkv webm avi mpg mpeg ts mts m2ts wmv flv 3gp 3g2 ogv mxf".split()
+    "mp4 m4v mov qt mkv webm avi mpg mpeg ts mts m2ts wmv flv 3gp 3g2 ogv mxf".split()  # noqa: SIM905
 )
 
 
