@@ -1,0 +1,123 @@
+"""Ingest throughput: raw parallel ffprobe versus ``edvmp ingest`` over the same folder.
+
+    .venv/bin/python benchmarks/ingest_throughput.py [--n 200] [--workers CORES]
+
+Generates N small videos (ffmpeg lavfi), then times (a) ffprobe over every file with as
+many parallel workers as cores — the practical limit — and (b) ``edvmp ingest`` of the same
+folder as a subprocess (fresh EDVMP_HOME, so everything is new; one Dagster run), and prints
+a table with both wall times and their ratio. Target: ingest within 1.5x of raw ffprobe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+FFPROBE = ["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams"]
+
+
+def make_videos(folder: Path, n: int) -> list[Path]:
+    """One real clip, copied with a different trailing byte pattern so each is a new version."""
+    seed = folder / "seed.mp4"
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=25:duration=1",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000:duration=1",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-shortest",
+            str(seed),
+        ],
+        check=True,
+    )
+    data = seed.read_bytes()
+    seed.unlink()
+    paths = []
+    lib = folder / "library"
+    for i in range(n):
+        p = lib / f"batch{i // 50:02d}" / f"clip_{i:04d}.mp4"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        # A free box after the moov makes each file's content (and hash) unique.
+        free = (8 + 8).to_bytes(4, "big") + b"free" + i.to_bytes(8, "big")
+        p.write_bytes(data + free)
+        paths.append(p)
+    return paths
+
+
+def raw_ffprobe(paths: list[Path], workers: int) -> float:
+    start = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:
+        list(
+            pool.map(
+                lambda p: subprocess.run([*FFPROBE, str(p)], capture_output=True, check=True), paths
+            )
+        )
+    return time.perf_counter() - start
+
+
+def edvmp_ingest(folder: Path, home: Path, workers: int) -> tuple[float, str]:
+    edvmp = Path(sys.executable).with_name("edvmp")
+    env = {**os.environ, "EDVMP_HOME": str(home)}
+    env.pop("DAGSTER_HOME", None)
+    start = time.perf_counter()
+    done = subprocess.run(
+        [str(edvmp), "ingest", str(folder), "--workers", str(workers)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"edvmp ingest failed ({done.returncode}): {done.stderr}{done.stdout}")
+    return elapsed, done.stdout
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        paths = make_videos(folder, args.n)
+        raw_ffprobe(paths[:5], args.workers)  # warm the page cache and the binary
+        raw = raw_ffprobe(paths, args.workers)
+        ingest_s, out = edvmp_ingest(folder / "library", folder / "home", args.workers)
+        again_s, again_out = edvmp_ingest(folder / "library", folder / "home", args.workers)
+    rows = [
+        ("raw ffprobe, parallel", args.n, args.workers, raw, 1.0),
+        ("edvmp ingest (all new, 1 run)", args.n, args.workers, ingest_s, ingest_s / raw),
+        ("edvmp ingest again (0 new)", args.n, args.workers, again_s, again_s / raw),
+    ]
+    print(f"{'what':<32} {'files':>6} {'workers':>8} {'wall s':>8} {'ms/file':>8} {'x raw':>6}")
+    for name, n, w, secs, ratio in rows:
+        print(f"{name:<32} {n:>6} {w:>8} {secs:>8.2f} {secs / n * 1000:>8.1f} {ratio:>6.2f}")
+    assert "nothing new to process" in again_out, again_out
+    print(out.splitlines()[2] if len(out.splitlines()) > 2 else out)
+
+
+if __name__ == "__main__":
+    main()
