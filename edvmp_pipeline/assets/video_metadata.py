@@ -9,8 +9,9 @@ from collections.abc import Iterator
 import dagster as dg
 from pydantic import Field
 
-from edvmp_pipeline.assets.metadata_batch import BatchOutcome, process_batch
+from edvmp_pipeline.assets.metadata_batch import process_batch
 from edvmp_pipeline.assets.partitions import videos_partitions
+from edvmp_pipeline.assets.run_outcome import fail_run_if_versions_failed
 from edvmp_pipeline.resources.catalog_resource import CatalogResource
 from edvmp_pipeline.resources.object_store import ObjectStoreResource
 from edvmp_pipeline.resources.prober import FfprobeProber
@@ -45,27 +46,6 @@ def _record_metadata(record) -> dict[str, dg.MetadataValue | str | int | float |
     }
 
 
-def _failure(outcome: BatchOutcome) -> dg.Failure:
-    lines = [f"{f.partition_key}: [{f.error_class}] {f.reason}" for f in outcome.failed]
-    n_total = len(outcome.failed) + len(outcome.succeeded)
-    first = outcome.failed[0]
-    return dg.Failure(
-        description=f"{len(outcome.failed)} of {n_total} versions failed; first: "
-        f"[{first.error_class}] {first.reason}",
-        metadata={
-            "failed_partitions": dg.MetadataValue.json([f.partition_key for f in outcome.failed]),
-            "error_classes": dg.MetadataValue.json(
-                {f.partition_key: f.error_class for f in outcome.failed}
-            ),
-            "error_class": first.error_class,
-            "details": dg.MetadataValue.md("\n".join(f"- {line}" for line in lines[:200])),
-        },
-        # Whole-run retries would re-probe the good versions too; transient failures are
-        # redriven per version by the failure handling instead.
-        allow_retries=False,
-    )
-
-
 @dg.asset(
     partitions_def=videos_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
@@ -84,9 +64,10 @@ def video_metadata(
     progress: dg.ResourceParam[ProgressReporter],
 ) -> Iterator[dg.AssetMaterialization]:
     """Probe every version of the run's partitions; one materialisation per good version."""
+    cat = catalog.catalog()
     outcome = process_batch(
         context.partition_keys,
-        catalog=catalog.catalog(),
+        catalog=cat,
         store=object_store,
         prober=prober,
         run_id=context.run_id,
@@ -110,5 +91,6 @@ def video_metadata(
         )
     for f in outcome.failed:
         context.log.error(f"{f.partition_key}: [{f.error_class}] {f.reason}")
-    if outcome.failed:
-        raise _failure(outcome)
+    fail_run_if_versions_failed(
+        context, cat, "video_metadata", len(outcome.succeeded) + len(outcome.failed)
+    )
