@@ -10,6 +10,7 @@ from edvmp_pipeline.resources.catalog_resource import CatalogResource
 from edvmp_pipeline.resources.object_store import ObjectStoreResource
 from edvmp_pipeline.resources.prober import FfprobeProber
 from edvmp_pipeline.resources.progress import ProgressReporter
+from edvmp_pipeline.sensors.failure_sensors import incident_sensor, redrive_sensor
 from edvmp_pipeline.sensors.object_sensor import s3_object_sensor
 from edvmp_pipeline.settings import catalog_root, env_float
 
@@ -30,6 +31,6 @@ def build_resources() -> dict[str, object]:
 defs = dg.Definitions(
     assets=[video_metadata],
     jobs=[ingest_job],
-    sensors=[s3_object_sensor],
+    sensors=[s3_object_sensor, incident_sensor, redrive_sensor],
     resources=build_resources(),
 )

@@ -14,10 +14,12 @@ import dagster as dg
 
 from edvmp_pipeline.assets.partitions import TAG_SOURCE, TAG_TRIGGER, videos_partitions
 from edvmp_pipeline.catalog.store import FAILED, SUCCEEDED, Catalog, JobState
+from edvmp_pipeline.dead_runs import process_tags, reap_dead_runs
 from edvmp_pipeline.domain.content_hash import ContentHashCache
 from edvmp_pipeline.domain.partition_keys import partition_key_for
 from edvmp_pipeline.domain.records import ObjectVersion
 from edvmp_pipeline.domain.source_uri import SourceSpec, parse_source
+from edvmp_pipeline.incidents import record_run_failure
 from edvmp_pipeline.instance_home import get_instance
 from edvmp_pipeline.resources.object_store import ObjectStoreResource, iter_folder
 from edvmp_pipeline.resources.progress import ProgressReporter
@@ -85,13 +87,16 @@ def run_batches(
     batch_size: int,
     workers: int,
     force: bool = False,
+    trigger: str = "edvmp-ingest",
+    extra_tags: dict[str, str] | None = None,
     on_done: Callable[[str, bool], None] | None = None,
 ) -> list[str]:
     """Materialise ``video_metadata`` for ``keys`` in runs of up to ``batch_size`` versions.
 
     Each run targets the range of the dynamic partition list spanning its keys and is told,
     through run config, to touch only its own keys: other versions in that range belong to
-    someone else (an earlier ingest, the sensor).
+    someone else (an earlier ingest, the sensor). A failed run's versions are classified
+    into incidents right here, so this path needs no daemon.
     """
     from edvmp_pipeline.definitions import build_resources, defs
     from edvmp_pipeline.jobs import INGEST_JOB
@@ -116,7 +121,9 @@ def run_batches(
                 "dagster/asset_partition_range_start": batch[0],
                 "dagster/asset_partition_range_end": batch[-1],
                 TAG_SOURCE: source,
-                TAG_TRIGGER: "edvmp-ingest",
+                TAG_TRIGGER: trigger,
+                **process_tags(),
+                **(extra_tags or {}),
             },
             # Resources from the environment as it is now (the module-level Definitions read
             # it at import), plus this process's progress bar.
@@ -124,6 +131,10 @@ def run_batches(
             raise_on_error=False,
         )
         run_ids.append(result.run_id)
+        if not result.success:
+            run = instance.get_run_by_id(result.run_id)
+            if run is not None:
+                record_run_failure(instance, run, Catalog(catalog_root()))
     return run_ids
 
 
@@ -178,6 +189,7 @@ def ingest(
         on_listed(len(todo))
 
     instance = get_instance()
+    reap_dead_runs(instance, catalog)
     catalog.register(((pk, by_key[pk]) for pk in report.new), registered_by="edvmp-ingest")
     add_partitions(instance, todo)
     report.processed = todo

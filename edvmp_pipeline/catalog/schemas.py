@@ -91,9 +91,34 @@ JOB_EVENTS = pa.schema(
     ]
 )
 
+# Append-only: one OCCURRED row per (failed run, version), one REDRIVE_REQUESTED row per redrive.
+# The ``incidents`` view folds them into one row per (version, failure fingerprint).
+INCIDENT_EVENTS = pa.schema(
+    [
+        ("incident_id", pa.string()),
+        ("kind", pa.string()),
+        ("partition_key", pa.string()),
+        ("source", pa.string()),
+        ("object_key", pa.string()),
+        ("etag", pa.string()),
+        ("class", pa.string()),
+        ("retryable", pa.bool_()),
+        ("fingerprint", pa.string()),
+        ("message", pa.string()),
+        ("error_type", pa.string()),
+        ("action", pa.string()),
+        ("runbook", pa.string()),
+        ("max_redrives", pa.int32()),
+        ("run_id", pa.string()),
+        ("next_attempt_at", TS),
+        ("event_at", TS),
+    ]
+)
+
 TABLES: dict[str, pa.Schema] = {
     "objects": OBJECTS,
     "videos": VIDEOS,
     "streams": STREAMS,
     "job_events": JOB_EVENTS,
+    "incident_events": INCIDENT_EVENTS,
 }

@@ -59,6 +59,54 @@ def view_sql(root: Path) -> dict[str, str]:
                    o.run_id
             FROM ordered o JOIN agg a USING (partition_key)
             WHERE o.rn = 1""",
+        "incident_events": f"SELECT * FROM {_src(root, 'incident_events')}",
+        # One row per (version, fingerprint). attempts counts distinct failed runs, so the
+        # failure sensor evaluating the same run twice never inflates it. An incident is
+        # RESOLVED once its version succeeded, SUPERSEDED when the version later failed in
+        # another way, OPEN otherwise.
+        "incidents": """
+            WITH occ AS (
+                SELECT * FROM incident_events WHERE kind = 'OCCURRED'
+                QUALIFY row_number() OVER (
+                    PARTITION BY incident_id, run_id ORDER BY event_at) = 1
+            ),
+            folded AS (
+                SELECT incident_id,
+                       arg_max(partition_key, event_at) AS partition_key,
+                       arg_max(source, event_at) AS source,
+                       arg_max(object_key, event_at) AS object_key,
+                       arg_max(etag, event_at) AS etag,
+                       arg_max("class", event_at) AS "class",
+                       arg_max(retryable, event_at) AS retryable,
+                       arg_max(fingerprint, event_at) AS fingerprint,
+                       arg_max(message, event_at) AS message,
+                       arg_max(error_type, event_at) AS error_type,
+                       arg_max(action, event_at) AS action,
+                       arg_max(runbook, event_at) AS runbook,
+                       arg_max(max_redrives, event_at) AS max_redrives,
+                       arg_max(run_id, event_at) AS last_run_id,
+                       arg_max(next_attempt_at, event_at) AS next_attempt_at,
+                       count(*)::INTEGER AS attempts,
+                       min(event_at) AS first_seen,
+                       max(event_at) AS last_seen
+                FROM occ GROUP BY incident_id
+            ),
+            redrives AS (
+                SELECT incident_id, count(*)::INTEGER AS redrives,
+                       max(event_at) AS last_redrive_at
+                FROM incident_events WHERE kind = 'REDRIVE_REQUESTED' GROUP BY incident_id
+            ),
+            latest_per_version AS (
+                SELECT partition_key, max(last_seen) AS newest FROM folded GROUP BY partition_key
+            )
+            SELECT f.*, coalesce(r.redrives, 0) AS redrives, r.last_redrive_at,
+                   CASE WHEN j.status = 'SUCCEEDED' THEN 'RESOLVED'
+                        WHEN f.last_seen < l.newest THEN 'SUPERSEDED'
+                        ELSE 'OPEN' END AS status
+            FROM folded f
+            LEFT JOIN redrives r USING (incident_id)
+            LEFT JOIN jobs j USING (partition_key)
+            JOIN latest_per_version l USING (partition_key)""",
     }
 
 

@@ -17,13 +17,20 @@ from edvmp_pipeline.domain.errors import PipelineError
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command registered."""
-    from edvmp_pipeline.cli import ingest_cmd, query_cmd, register_cmd, samples_cmd
+    from edvmp_pipeline.cli import (
+        incidents_cmd,
+        ingest_cmd,
+        query_cmd,
+        redrive_cmd,
+        register_cmd,
+        samples_cmd,
+    )
 
     parser = argparse.ArgumentParser(
         prog="edvmp", description="Event-driven video metadata platform (Dagster)."
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (ingest_cmd, register_cmd, query_cmd, samples_cmd):
+    for module in (ingest_cmd, register_cmd, query_cmd, samples_cmd, incidents_cmd, redrive_cmd):
         module.add_parser(sub)
     return parser
 

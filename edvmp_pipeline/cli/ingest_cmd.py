@@ -64,9 +64,12 @@ def _print_report(report: IngestReport) -> None:
                 state = report.states.get(pk)
                 version = report.versions[pk]
                 reason = state.error if state and state.error else "no result recorded"
-                print(f"  {version.object_key}: {reason}", file=out)
+                cls = state.error_class if state and state.error_class else "unknown"
+                print(f"  {version.object_key}: [{cls}] {reason}", file=out)
     if report.run_ids:
         print(f"dagster runs: {', '.join(report.run_ids)}", file=out)
+    if failed or report.known_failures:
+        print("incidents: edvmp incidents summary", file=out)
 
 
 def run(args: argparse.Namespace) -> int:

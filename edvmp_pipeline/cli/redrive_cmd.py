@@ -1,0 +1,38 @@
+"""``edvmp redrive INCIDENT | --class C``: re-run failed versions on demand."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from edvmp_pipeline.domain.errors import ConfigError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register the ``redrive`` sub-command."""
+    p = sub.add_parser("redrive", help="re-run the versions of open incidents now")
+    p.add_argument("incident", nargs="?", help="an incident id (inc-…)")
+    p.add_argument("--class", dest="cls", help="every open incident of this class")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Re-run and report; 0 when every redriven version succeeded, 1 otherwise."""
+    from edvmp_pipeline.redrive import redrive
+
+    if bool(args.incident) == bool(args.cls):
+        raise ConfigError("give either an incident id or --class CLASS")
+    outcome = redrive(incident_id=args.incident, failure_class=args.cls)
+    if not outcome.incidents:
+        what = args.incident or f"class {args.cls}"
+        print(f"no open incident matches {what}", file=sys.stderr)
+        return 1
+    print(
+        f"redrove {len(outcome.incidents)} incidents ({len(outcome.partition_keys)} versions): "
+        f"succeeded {len(outcome.succeeded)}, failed {len(outcome.failed)}"
+    )
+    for pk, cls, error in outcome.failed:
+        print(f"  {outcome.object_keys.get(pk, pk)}: [{cls}] {error}")
+    if outcome.run_ids:
+        print(f"dagster runs: {', '.join(outcome.run_ids)}")
+    return 0 if not outcome.failed else 1

@@ -1,0 +1,64 @@
+"""Re-running the versions behind open incidents, on demand (``edvmp redrive``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from edvmp_pipeline.catalog.store import SUCCEEDED, Catalog
+from edvmp_pipeline.incidents import attempt_tags, record_redrives
+from edvmp_pipeline.ingest import add_partitions, run_batches
+from edvmp_pipeline.instance_home import get_instance
+from edvmp_pipeline.settings import DEFAULT_BATCH_SIZE, catalog_root
+
+
+@dataclass
+class RedriveOutcome:
+    """What a redrive did."""
+
+    incidents: list[str] = field(default_factory=list)
+    partition_keys: list[str] = field(default_factory=list)
+    run_ids: list[str] = field(default_factory=list)
+    succeeded: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str, str]] = field(default_factory=list)
+    object_keys: dict[str, str] = field(default_factory=dict)
+
+
+def redrive(*, incident_id: str | None = None, failure_class: str | None = None) -> RedriveOutcome:
+    """Run the versions of the matching OPEN incidents again, in-process, and report."""
+    catalog = Catalog(catalog_root()).ensure()
+    where, params = (
+        ("incident_id = ?", [incident_id]) if incident_id else ('"class" = ?', [failure_class])
+    )
+    _, rows = catalog.query(
+        f"SELECT incident_id, partition_key, attempts + 1, object_key, source FROM incidents "
+        f"WHERE status = 'OPEN' AND {where} ORDER BY partition_key",
+        params,
+    )
+    outcome = RedriveOutcome()
+    if not rows:
+        return outcome
+    outcome.incidents = [r[0] for r in rows]
+    outcome.partition_keys = list(dict.fromkeys(r[1] for r in rows))
+    outcome.object_keys = {r[1]: r[3] for r in rows}
+    instance = get_instance()
+    add_partitions(instance, outcome.partition_keys)
+    record_redrives(catalog, [(r[0], r[1], int(r[2])) for r in rows], [None] * len(rows))
+    attempt = max(int(r[2]) for r in rows)
+    outcome.run_ids = run_batches(
+        instance,
+        outcome.partition_keys,
+        source=rows[0][4] or "",
+        batch_size=DEFAULT_BATCH_SIZE,
+        workers=0,
+        trigger="edvmp-redrive",
+        extra_tags=attempt_tags(attempt),
+    )
+    states = catalog.job_states(outcome.partition_keys)
+    for pk in outcome.partition_keys:
+        state = states.get(pk)
+        if state is not None and state.status == SUCCEEDED:
+            outcome.succeeded.append(pk)
+        else:
+            cls = state.error_class if state else None
+            outcome.failed.append((pk, cls or "unknown", state.error if state else ""))
+    return outcome
