@@ -424,6 +424,8 @@ def _server_args(weed: Path, paths: _Paths, ports: StackPorts) -> list[str]:
         f"-master.port.grpc={ports.master_grpc}",
         f"-master.volumeSizeLimitMB={VOLUME_SIZE_LIMIT_MB}",
         "-master.electionTimeout=1s",
+        "-master.raftHashicorp",
+        "-master.raftBootstrap",
         # It would otherwise report usage statistics to seaweedfs.com.
         "-master.telemetry=false",
         f"-volume.port={ports.volume}",

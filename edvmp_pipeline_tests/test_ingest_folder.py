@@ -186,7 +186,10 @@ def test_cli_exit_statuses_and_messages(library: Path, cli_env: dict[str, str]) 
     done = _edvmp("ingest", str(library), env=cli_env)
     assert done.returncode == 1, done.stderr
     assert "processed 7: succeeded 5, failed 2" in done.stdout
-    assert "broken/upload_cut_short.mp4: truncated file: moov atom not found" in done.stdout
+    assert (
+        "broken/upload_cut_short.mp4: [corrupt_media] truncated file: moov atom not found"
+        in done.stdout
+    )
     assert "Traceback" not in done.stderr
 
     again = _edvmp("ingest", str(library), env=cli_env)

@@ -6,11 +6,12 @@ events around it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from edvmp_pipeline.catalog.store import FAILED, RUNNING, SUCCEEDED, Catalog
+from edvmp_pipeline.domain.backoff import retry_call
 from edvmp_pipeline.domain.errors import PipelineError
 from edvmp_pipeline.domain.records import ObjectVersion, VideoRecord
 from edvmp_pipeline.resources.object_store import ObjectStoreResource
@@ -38,12 +39,48 @@ class BatchOutcome:
     skipped: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class RetrySettings:
+    """In-step retries of transient failures (exponential backoff, full jitter)."""
+
+    attempts: int = 4
+    base_delay_s: float = 0.5
+    max_delay_s: float = 8.0
+
+
+# Cheap to retry and likely to heal within seconds. A probe timeout is not retried in the step
+# (each try costs the whole timeout); it is redriven later instead.
+IN_STEP_RETRYABLE = frozenset({"store_unreachable", "throttled"})
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, PipelineError) and exc.error_class in IN_STEP_RETRYABLE
+
+
 def _probe_one(
-    store: ObjectStoreResource, prober: FfprobeProber, version: ObjectVersion
+    store: ObjectStoreResource,
+    prober: FfprobeProber,
+    version: ObjectVersion,
+    retry: RetrySettings,
+    log: Callable[[str], None] | None = None,
 ) -> VideoRecord:
-    target = store.probe_target(version)
-    return prober.probe(
-        target.target, size_bytes=version.size_bytes, leading_bytes=target.leading_bytes
+    def attempt() -> VideoRecord:
+        target = store.probe_target(version)
+        return prober.probe(
+            target.target, size_bytes=version.size_bytes, leading_bytes=target.leading_bytes
+        )
+
+    def on_retry(n: int, exc: BaseException, delay: float) -> None:
+        if log is not None:
+            log(f"{version.object_key}: attempt {n} failed ({exc}); retrying in {delay:.2f}s")
+
+    return retry_call(
+        attempt,
+        is_retryable=_is_transient,
+        attempts=retry.attempts,
+        base_delay_s=retry.base_delay_s,
+        max_delay_s=retry.max_delay_s,
+        on_retry=on_retry,
     )
 
 
@@ -65,6 +102,8 @@ def process_batch(
     only: Sequence[str] = (),
     force: bool = False,
     progress: ProgressReporter | None = None,
+    retry: RetrySettings | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> BatchOutcome:
     """Probe every version in ``partition_keys`` in parallel and write the catalog.
 
@@ -90,7 +129,7 @@ def process_batch(
     def work(item: tuple[str, ObjectVersion]) -> tuple[str, ObjectVersion, object]:
         pk, version = item
         try:
-            result: object = _probe_one(store, prober, version)
+            result: object = _probe_one(store, prober, version, retry or RetrySettings(), log)
         except Exception as exc:
             result = _as_failure(pk, version, exc)
         if progress is not None:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import dagster as dg
 from pydantic import Field
 
-from edvmp_pipeline.assets.metadata_batch import process_batch
+from edvmp_pipeline.assets.metadata_batch import RetrySettings, process_batch
 from edvmp_pipeline.assets.partitions import videos_partitions
 from edvmp_pipeline.assets.run_outcome import fail_run_if_versions_failed
 from edvmp_pipeline.resources.catalog_resource import CatalogResource
@@ -28,6 +28,10 @@ class MetadataRunConfig(dg.Config):
     """Probe versions again even when the catalog already has them as SUCCEEDED."""
     workers: int = 0
     """Parallel ffprobe processes; 0 means one per core."""
+    retry_attempts: int = 4
+    """Tries per version for transient store errors (unreachable, throttled)."""
+    retry_base_delay_s: float = 0.5
+    """First backoff delay; doubles per retry (full jitter), capped at 8 s."""
 
 
 def _record_metadata(record) -> dict[str, dg.MetadataValue | str | int | float | None]:
@@ -75,6 +79,10 @@ def video_metadata(
         only=config.only,
         force=config.force,
         progress=progress,
+        retry=RetrySettings(
+            attempts=max(1, config.retry_attempts), base_delay_s=config.retry_base_delay_s
+        ),
+        log=context.log.warning,
     )
     if outcome.skipped:
         context.log.info(f"{len(outcome.skipped)} versions already catalogued, skipped")
