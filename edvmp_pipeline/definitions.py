@@ -12,6 +12,7 @@ from edvmp_pipeline.resources.prober import FfprobeProber
 from edvmp_pipeline.resources.progress import ProgressReporter
 from edvmp_pipeline.sensors.failure_sensors import incident_sensor, redrive_sensor
 from edvmp_pipeline.sensors.object_sensor import s3_object_sensor
+from edvmp_pipeline.sensors.sqs_sensor import sqs_event_sensor
 from edvmp_pipeline.settings import catalog_root, env_float
 
 
@@ -31,6 +32,6 @@ def build_resources() -> dict[str, object]:
 defs = dg.Definitions(
     assets=[video_metadata],
     jobs=[ingest_job],
-    sensors=[s3_object_sensor, incident_sensor, redrive_sensor],
+    sensors=[s3_object_sensor, sqs_event_sensor, incident_sensor, redrive_sensor],
     resources=build_resources(),
 )

@@ -55,9 +55,10 @@ def run_partition_keys(run: dg.DagsterRun) -> list[str]:
     return [start] if start else []
 
 
-def _error_text(error: object) -> tuple[str | None, str, str]:
+def _error_text(error: object, fallback: str | None) -> tuple[str | None, str, str]:
     if error is None:
-        return None, "run failed without an error message", ""
+        # e.g. a run marked failed from outside (dead worker): the event message says why.
+        return None, fallback or "run failed without an error message", ""
     cls_name = getattr(error, "cls_name", None)
     message = str(getattr(error, "message", error)).strip()
     stack = "".join(getattr(error, "stack", []) or [])
@@ -94,7 +95,7 @@ def failures_of_run(
                     pk, errors.get(pk, ""), error_class_hint=classes.get(pk)
                 )
         elif crash is None or event.event_type == DagsterEventType.STEP_FAILURE:
-            crash = _error_text(getattr(data, "error", None))
+            crash = _error_text(getattr(data, "error", None), event.message)
     if crash is None and not events:
         crash = (None, run.tags.get("dagster/failure_reason", "run failed"), "")
     if crash is not None:

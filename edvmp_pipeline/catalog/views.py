@@ -34,6 +34,17 @@ def view_sql(root: Path) -> dict[str, str]:
             SELECT * FROM {_src(root, "streams")}
             QUALIFY row_number() OVER (
                 PARTITION BY partition_key, stream_index ORDER BY processed_at DESC) = 1""",
+        # A version summarised again (new model, forced re-run) keeps only its newest summary.
+        "summaries": f"""
+            SELECT * FROM {_src(root, "summaries")}
+            QUALIFY row_number() OVER (
+                PARTITION BY partition_key ORDER BY created_at DESC) = 1""",
+        # The newest result of each rule on each version (a rule dropped from the policy keeps
+        # its last rows; `edvmp check` evaluates the current policy instead).
+        "checks": f"""
+            SELECT * FROM {_src(root, "checks")}
+            QUALIFY row_number() OVER (
+                PARTITION BY partition_key, rule_id ORDER BY checked_at DESC) = 1""",
         "job_events": f"SELECT * FROM {_src(root, 'job_events')}",
         # One row per version: the last event decides the status; attempts counts run starts.
         "jobs": """
@@ -80,12 +91,12 @@ def view_sql(root: Path) -> dict[str, str]:
                        arg_max(retryable, event_at) AS retryable,
                        arg_max(fingerprint, event_at) AS fingerprint,
                        arg_max(message, event_at) AS message,
-                       arg_max(error_type, event_at) AS error_type,
+                       arg_max_null(error_type, event_at) AS error_type,
                        arg_max(action, event_at) AS action,
                        arg_max(runbook, event_at) AS runbook,
                        arg_max(max_redrives, event_at) AS max_redrives,
                        arg_max(run_id, event_at) AS last_run_id,
-                       arg_max(next_attempt_at, event_at) AS next_attempt_at,
+                       arg_max_null(next_attempt_at, event_at) AS next_attempt_at,
                        count(*)::INTEGER AS attempts,
                        min(event_at) AS first_seen,
                        max(event_at) AS last_seen

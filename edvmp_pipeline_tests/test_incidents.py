@@ -1,0 +1,258 @@
+"""Failures as data: every bad input is exactly one classified incident, nothing is lost or
+doubled, transient failures are redriven a bounded number of times, and a killed run's
+versions are recovered."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from edvmp_pipeline.catalog.store import Catalog
+from edvmp_pipeline.incidents import due_redrives, record_run_failure
+from edvmp_pipeline.ingest import ingest
+from edvmp_pipeline.instance_home import get_instance
+from edvmp_pipeline.resources.catalog_resource import CatalogResource
+from edvmp_pipeline.sample_media import generate_samples
+from edvmp_pipeline.sensors.failure_sensors import incident_sensor, redrive_sensor
+
+HOSTILE_NAMES = [
+    "unicode/日本語 ビデオ.mp4",
+    "spaces and, commas [1].mp4",
+    "dots..in..name/clip...final.mp4",
+    "long/" + "x" * 200 + ".mp4",
+]
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("EDVMP_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    monkeypatch.delenv("EDVMP_CATALOG", raising=False)
+    return tmp_path / "home"
+
+
+def _catalog(home: Path) -> Catalog:
+    return Catalog(home / "catalog")
+
+
+def _sparse_probe_bomb(path: Path) -> None:
+    """A real MPEG-TS clip followed by 3 GB of holes: ffprobe resyncs for ~17 s."""
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=160x120:rate=10:duration=1",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-f",
+            "mpegts",
+            str(path),
+        ],
+        check=True,
+    )
+    os.truncate(path, 3 * 1024**3)
+
+
+def test_bad_input_corpus_gives_one_incident_each(
+    media_corpus, tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EDVMP_PROBE_TIMEOUT_S", "1")
+    folder = tmp_path / "library"
+    folder.mkdir()
+    expected: dict[str, str] = {}
+    good: set[str] = set()
+    for name, case in media_corpus.items():
+        key = f"{name}{case.path.suffix}"
+        shutil.copyfile(case.path, folder / key)
+        if "error_class" in case.expected:
+            expected[key] = case.expected["error_class"]
+        else:
+            good.add(key)
+    good_source = media_corpus["h264_aac_mp4"].path
+    for name in HOSTILE_NAMES:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(good_source, folder / name)
+        good.add(name)
+    _sparse_probe_bomb(folder / "huge_sparse.ts")
+    expected["huge_sparse.ts"] = "probe_timeout"
+
+    ingest(str(folder))
+    ingest(str(folder))  # a second pass must not add rows or incidents
+    cat = _catalog(home)
+    _, rows = cat.query("SELECT object_key, count(*) FROM videos GROUP BY ALL")
+    assert dict(rows) == dict.fromkeys(good, 1)
+    _, rows = cat.query(
+        'SELECT object_key, "class", count(*) OVER (PARTITION BY object_key) FROM incidents'
+    )
+    assert {r[0]: r[1] for r in rows} == expected
+    assert all(r[2] == 1 for r in rows)
+    _, rows = cat.query("SELECT retryable FROM incidents WHERE object_key = 'huge_sparse.ts'")
+    assert rows == [(True,)]
+
+
+def test_recording_a_failure_twice_does_not_duplicate(tmp_path: Path, home: Path) -> None:
+    folder = tmp_path / "lib"
+    generate_samples(folder)
+    report = ingest(str(folder))
+    instance = get_instance()
+    run = instance.get_run_by_id(report.run_ids[0])
+    assert run is not None and run.status == dg.DagsterRunStatus.FAILURE
+    cat = _catalog(home)
+    before = cat.query("SELECT * FROM incidents ORDER BY incident_id")[1]
+    record_run_failure(instance, run, cat)
+    # What the daemon's failure sensor does with the same run: same incidents, no new rows.
+    context = dg.build_run_status_sensor_context(
+        sensor_name="incident_sensor",
+        dagster_event=next(
+            e.dagster_event
+            for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+        ),
+        dagster_instance=instance,
+        dagster_run=run,
+        resources={"catalog": CatalogResource(root=str(home / "catalog"))},
+    ).for_run_failure()
+    incident_sensor(context)
+    after = cat.query("SELECT * FROM incidents ORDER BY incident_id")[1]
+    assert after == before and len(after) == 2
+
+
+def test_redrive_is_bounded_with_backoff(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Probe timeouts are retryable: redriven after a backoff, at most max_redrives times."""
+    monkeypatch.setenv("EDVMP_PROBE_TIMEOUT_S", "1")
+    monkeypatch.setenv("EDVMP_REDRIVE_BASE_DELAY_S", "0.2")
+    folder = tmp_path / "lib"
+    folder.mkdir()
+    _sparse_probe_bomb(folder / "slow.ts")
+    ingest(str(folder))
+    cat = _catalog(home)
+    resources = {"catalog": CatalogResource(root=str(home / "catalog"))}
+    instance = get_instance()
+    requested = 0
+    for _ in range(6):
+        time.sleep(0.5)  # past the (jittered) backoff
+        result = redrive_sensor(dg.build_sensor_context(instance=instance, resources=resources))
+        if not result.run_requests:
+            break
+        assert len(result.run_requests) == 1
+        request = result.run_requests[0]
+        assert request.tags["edvmp/attempt"] == str(requested + 2)
+        # Run what the daemon would launch, through the same job and instance.
+        from edvmp_pipeline.ingest import run_batches
+
+        run_batches(
+            instance,
+            [request.partition_key],
+            source=str(folder),
+            batch_size=1,
+            workers=1,
+            trigger="redrive-sensor",
+            extra_tags=dict(request.tags),
+        )
+        requested += 1
+    _, rows = cat.query('SELECT "class", attempts, redrives, status FROM incidents')
+    # probe_timeout allows 2 redrives: 3 failed attempts in all, then it stays open.
+    assert rows == [("probe_timeout", 3, 2, "OPEN")]
+    assert requested == 2 and due_redrives(cat) == []
+
+
+def test_permanent_failures_are_never_redriven(tmp_path: Path, home: Path) -> None:
+    folder = tmp_path / "lib"
+    generate_samples(folder)
+    ingest(str(folder))
+    assert due_redrives(_catalog(home)) == []
+
+
+def test_object_deleted_before_processing_is_object_missing(tmp_path: Path, home: Path) -> None:
+    from edvmp_pipeline.ingest import run_batches
+
+    folder = tmp_path / "lib"
+    generate_samples(folder, broken=False)
+    report = ingest(str(folder), register_only=True)
+    victim = next(
+        pk for pk in report.processed if report.versions[pk].object_key == "ugc/phone_portrait.mp4"
+    )
+    (folder / "ugc/phone_portrait.mp4").unlink()
+    run_batches(get_instance(), report.processed, source=str(folder), batch_size=50, workers=2)
+    cat = _catalog(home)
+    _, rows = cat.query('SELECT partition_key, "class", retryable, status FROM incidents')
+    assert rows == [(victim, "object_missing", False, "OPEN")]
+    _, rows = cat.query("SELECT count(*) FROM videos")
+    assert rows == [(4,)]
+    assert due_redrives(cat) == []
+
+
+def test_killed_ingest_leaves_no_partial_file_and_is_recovered(tmp_path: Path, home: Path) -> None:
+    folder = tmp_path / "lib"
+    generate_samples(folder, broken=False)
+    for i in range(40):
+        shutil.copyfile(
+            folder / "marketing/launch_teaser.mp4",
+            folder / f"bulk/{i:03d}.mp4"
+            if (folder / "bulk").exists()
+            else _mk(folder / "bulk") / f"{i:03d}.mp4",
+        )
+        with open(folder / f"bulk/{i:03d}.mp4", "ab") as fh:
+            fh.write(i.to_bytes(4, "big"))
+    edvmp = Path(sys.executable).with_name("edvmp")
+    env = {**os.environ, "EDVMP_HOME": str(home)}
+    proc = subprocess.Popen(
+        [str(edvmp), "ingest", str(folder), "--workers", "1"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    cat = _catalog(home)
+    deadline = time.monotonic() + 120
+    while True:
+        assert proc.poll() is None, "ingest finished before it could be killed"
+        assert time.monotonic() < deadline
+        if (home / "catalog").exists():
+            _, rows = cat.query("SELECT count(*) FROM job_events WHERE status = 'RUNNING'")
+            if rows[0][0]:
+                break
+        time.sleep(0.05)
+    time.sleep(0.3)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    # Every visible file is complete (a partial one would fail to read).
+    _, rows = cat.query("SELECT count(*) FROM job_events")
+    assert rows[0][0] >= 45
+    _, rows = cat.query("SELECT count(*) FROM videos")
+    assert rows == [(0,)]
+
+    done = subprocess.run(
+        [str(edvmp), "ingest", str(folder)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    _, rows = cat.query("SELECT count(*), count(DISTINCT partition_key) FROM videos")
+    assert rows == [(45, 45)]
+    _, rows = cat.query('SELECT "class", status, count(*) FROM incidents GROUP BY ALL')
+    assert rows == [("resource_exhausted", "RESOLVED", 45)]
+    instance = get_instance()
+    killed = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]))
+    assert len(killed) == 1
+
+
+def _mk(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
