@@ -5,14 +5,15 @@ Backs ``edvmp stack up | down | status`` and the S3 test fixtures. Everything li
 
     credentials.json   access/secret key, generated once and reused across restarts
     s3-identities.json SeaweedFS identity file built from it (without one, any key is accepted)
-    master.toml        volume growth of one volume per bucket (read from the working dir)
+    master.toml        one volume per new bucket instead of seven (passed as -config_dir)
     stack.json         state of the running server: PID, ports, bucket (removed by `down`)
     weed.log           server output of the current run (the previous one is weed.log.1)
     data/              volumes, filer metadata, master state: kept across down/up
 
-Measured on a 2-core machine: ``stack_up`` ~3 s until S3 answers and a volume server is
-registered; a clean stop on SIGTERM ~17 s (the filer waits 15 s for its gRPC streams);
-SIGKILL is immediate and loses no acknowledged object (tested: restart and read back).
+Measured on a 2-core machine: ``stack_up`` ~3 s on existing data, ~3-7 s on a fresh data
+dir (see ``_wait_until_ready``); a clean stop on SIGTERM ~15 s (the filer waits 15 s for its
+gRPC streams to end); SIGKILL is immediate and loses no acknowledged object (tested: restart
+and read everything back).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 DEFAULT_S3_PORT = 8333
 DEFAULT_REGION = "us-east-1"
 DEFAULT_BUCKET = "uploads"
-# A clean SIGTERM stop takes ~17 s (15 s of it the filer waiting for gRPC streams to end);
+# A clean SIGTERM stop takes ~15 s (nearly all of it the filer waiting for gRPC streams to end);
 # the default waits for it, callers that only need speed (tests) pass a short grace.
 DEFAULT_STOP_GRACE_S = 20.0
 # SeaweedFS defaults to 8 volume slots and 30 GB volumes: the third bucket then finds no
@@ -306,7 +307,7 @@ def stack_down(home: Path, *, grace_s: float = DEFAULT_STOP_GRACE_S) -> bool:
     """Stop the server that ``stack_up`` started for ``home``; keep its data.
 
     Sends SIGTERM to exactly the recorded PID, waits up to ``grace_s`` seconds (a clean stop
-    takes ~17 s), then sends SIGKILL. Returns True if a running server was stopped, False if
+    takes ~15 s), then sends SIGKILL. Returns True if a running server was stopped, False if
     none was running (a stale state file is removed either way).
     """
     paths = _paths(home)
@@ -379,7 +380,7 @@ def _start(paths: _Paths, *, bucket: str, ports: StackPorts, timeout_s: float) -
     with paths.log.open("wb") as log:
         proc = subprocess.Popen(
             _server_args(weed, paths, ports),
-            # master.toml is looked up in the working directory first.
+            # Relative paths in any SeaweedFS config then resolve inside the stack dir.
             cwd=paths.root,
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -416,6 +417,10 @@ def _start(paths: _Paths, *, bucket: str, ports: StackPorts, timeout_s: float) -
 def _server_args(weed: Path, paths: _Paths, ports: StackPorts) -> list[str]:
     return [
         str(weed),
+        # glog would also write log files to /tmp; stderr already goes to weed.log.
+        "-logtostderr",
+        # master.toml lives here (weed also looks in ~/.seaweedfs and /etc/seaweedfs).
+        f"-config_dir={paths.root}",
         "server",
         f"-dir={paths.data}",
         "-ip=127.0.0.1",
@@ -423,9 +428,9 @@ def _server_args(weed: Path, paths: _Paths, ports: StackPorts) -> list[str]:
         f"-master.port={ports.master}",
         f"-master.port.grpc={ports.master_grpc}",
         f"-master.volumeSizeLimitMB={VOLUME_SIZE_LIMIT_MB}",
+        # On restart the single master otherwise waits the default 10 s before it elects
+        # itself leader (up took ~13 s instead of ~3 s); there are no peers to wait for.
         "-master.electionTimeout=1s",
-        "-master.raftHashicorp",
-        "-master.raftBootstrap",
         # It would otherwise report usage statistics to seaweedfs.com.
         "-master.telemetry=false",
         f"-volume.port={ports.volume}",
@@ -517,8 +522,9 @@ def _wait_until_ready(
                 f"SeaweedFS exited with code {code} while starting; "
                 f"last lines of {paths.log}:\n{_log_tail(paths.log)}"
             )
-        # S3 can answer before the volume server has registered with the master; the first
-        # write would then stall ~5 s, so wait for both.
+        # S3 can answer before the volume server has registered with the master: on a fresh
+        # data dir its first heartbeat often just misses the master's first election and is
+        # retried 5 s later. The first write would stall until then, so wait for both here.
         if _s3_answers(settings, client) and _volume_server_registered(ports.master):
             return
         if time.monotonic() > deadline:
@@ -530,9 +536,7 @@ def _wait_until_ready(
 
 
 def _probe_client(settings: StackSettings) -> BaseClient:
-    return make_s3_client(
-        settings, connect_timeout=1, read_timeout=2, retries={"max_attempts": 1}
-    )
+    return make_s3_client(settings, connect_timeout=1, read_timeout=2, retries={"max_attempts": 1})
 
 
 def _s3_answers(settings: StackSettings, client: BaseClient | None = None) -> bool:

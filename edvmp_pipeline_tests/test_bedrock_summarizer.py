@@ -237,7 +237,7 @@ def test_server_errors_are_retried_then_marked_retryable() -> None:
         stub.add_client_error("converse", "InternalServerException", "oops", 500)
         with pytest.raises(PipelineError) as info:
             resource.summarize(make_record(), "a.mp4")
-    assert info.value.error_class == "summarizer_error"
+    assert info.value.error_class == "summarizer_unavailable"
     assert info.value.retryable is True
     assert "InternalServerException" in str(info.value)
     assert recorder.sleeps == [0.5]
@@ -382,7 +382,7 @@ def test_unreachable_endpoint_retries_then_fails_retryable() -> None:
     with pytest.raises(PipelineError) as info:
         resource.summarize(make_record(), "a.mp4")
     error = info.value
-    assert error.error_class == "summarizer_error"
+    assert error.error_class == "summarizer_unavailable"
     assert error.retryable is True
     assert "endpoint unreachable" in str(error) and MODEL_ID in str(error)
     assert recorder.sleeps == [0.5, 1.0]

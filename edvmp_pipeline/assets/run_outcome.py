@@ -6,30 +6,70 @@ catalog instead of raising. The last selected step of the pipeline then raises o
 ``dg.Failure`` naming every version that failed in this run: the run shows as failed in the UI,
 the failed partitions stay unmaterialised, and the run-failure sensor reads the failure's
 metadata to record incidents.
+
+Later steps of a run only start when ``video_metadata`` yields its output, and an output of a
+multi-partition step would make Dagster record a materialization for *every* partition of the
+run, failed ones included. So the job carries Dagster's ``dagster/defer_asset_events`` tag
+(asset events come only from what the steps log explicitly, one per good partition) and
+``video_metadata`` ends with :func:`release_downstream`. A run without that tag (e.g. a UI
+materialisation of the asset) skips the later steps, and ``video_metadata`` is its gate.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import dagster as dg
 
 from edvmp_pipeline.catalog.store import Catalog
 
-# Steps of one version's pipeline, in order.
-PIPELINE = ("video_metadata", "video_summary")
+# Step keys in the order the gate prefers them: the run fails in the last one it executes.
+# video_summary and the compliance checks both depend on video_metadata only, so when one of
+# them raises the other still runs; the checks never raise for a policy violation (they are
+# not blocking), only as the gate of a run that has no summary step.
+PIPELINE = ("video_metadata", "compliance", "video_summary")
+
+# Dagster system tag: asset events of the run's steps come only from the events they log.
+DEFER_ASSET_EVENTS_TAG = "dagster/defer_asset_events"
 
 FAILED_PARTITIONS = "failed_partitions"
 ERROR_CLASSES = "error_classes"
 ERRORS = "errors"
 
 
-def is_last_selected_step(context: dg.AssetExecutionContext, step: str) -> bool:
-    """True when no later pipeline step is part of this run."""
-    selection = context.run.asset_selection
+def downstream_released(
+    context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext,
+) -> bool:
+    """True when this run defers asset events, so ``video_metadata`` releases later steps."""
+    return str(context.run.tags.get(DEFER_ASSET_EVENTS_TAG, "")).lower() == "true"
+
+
+def release_downstream(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
+    """Yield the step's output (so later steps run) when that materialises nothing by itself.
+
+    Only in runs tagged ``dagster/defer_asset_events``: there the per-partition
+    ``AssetMaterialization`` events the step logged are the whole record. Elsewhere yields
+    nothing, and the later steps of the run are skipped.
+    """
+    if downstream_released(context):
+        yield dg.MaterializeResult()
+
+
+def steps_in_run(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> set[str]:
+    """Step keys this run executes: its plan after asset and asset-check selection."""
+    op_context = getattr(context, "op_execution_context", context)
+    plan = op_context.get_step_execution_context().execution_plan
+    return set(plan.step_keys_to_execute)
+
+
+def is_last_selected_step(
+    context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, step: str
+) -> bool:
+    """True when no later pipeline step will execute in this run."""
+    if step == PIPELINE[0] and not downstream_released(context):
+        return True
     later = PIPELINE[PIPELINE.index(step) + 1 :]
-    if selection is None:
-        job_keys = {k.to_user_string() for k in context.job_def.asset_layer.executable_asset_keys}
-        return not any(s in job_keys for s in later)
-    chosen = {k.to_user_string() for k in selection}
+    chosen = steps_in_run(context)
     return not any(s in chosen for s in later)
 
 
@@ -47,6 +87,14 @@ def failed_in_run(catalog: Catalog, run_id: str) -> list[tuple[str, str, str]]:
         [run_id],
     )
     return [(r[0], r[1] or "unknown", r[2] or "") for r in rows]
+
+
+def versions_in_run(catalog: Catalog, run_id: str) -> set[str]:
+    """Partition keys of every version with a job event in this run (for the gate's count)."""
+    _, rows = catalog.query(
+        "SELECT DISTINCT partition_key FROM job_events WHERE run_id = ?", [run_id]
+    )
+    return {r[0] for r in rows}
 
 
 def run_failure(failed: list[tuple[str, str, str]], n_total: int) -> dg.Failure:
@@ -70,11 +118,14 @@ def run_failure(failed: list[tuple[str, str, str]], n_total: int) -> dg.Failure:
 
 
 def fail_run_if_versions_failed(
-    context: dg.AssetExecutionContext, catalog: Catalog, step: str, n_total: int
+    context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext,
+    catalog: Catalog,
+    step: str,
+    n_total: int,
 ) -> None:
     """At the run's last step, raise for the versions that failed anywhere in this run."""
     if not is_last_selected_step(context, step):
         return
-    failed = failed_in_run(catalog, context.run_id)
+    failed = failed_in_run(catalog, context.run.run_id)
     if failed:
         raise run_failure(failed, n_total)

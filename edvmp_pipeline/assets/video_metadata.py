@@ -11,7 +11,10 @@ from pydantic import Field
 
 from edvmp_pipeline.assets.metadata_batch import RetrySettings, process_batch
 from edvmp_pipeline.assets.partitions import videos_partitions
-from edvmp_pipeline.assets.run_outcome import fail_run_if_versions_failed
+from edvmp_pipeline.assets.run_outcome import (
+    fail_run_if_versions_failed,
+    release_downstream,
+)
 from edvmp_pipeline.resources.catalog_resource import CatalogResource
 from edvmp_pipeline.resources.object_store import ObjectStoreResource
 from edvmp_pipeline.resources.prober import FfprobeProber
@@ -99,6 +102,8 @@ def video_metadata(
         )
     for f in outcome.failed:
         context.log.error(f"{f.partition_key}: [{f.error_class}] {f.reason}")
+    # Before the gate: the summary and compliance steps must run for the good versions.
+    yield from release_downstream(context)
     fail_run_if_versions_failed(
         context, cat, "video_metadata", len(outcome.succeeded) + len(outcome.failed)
     )

@@ -115,10 +115,47 @@ INCIDENT_EVENTS = pa.schema(
     ]
 )
 
+# One row per summary written; the ``summaries`` view keeps the newest per version.
+SUMMARIES = pa.schema(
+    [
+        ("partition_key", pa.string()),
+        ("object_key", pa.string()),
+        ("etag", pa.string()),
+        ("summarizer", pa.string()),
+        ("model_id", pa.string()),
+        ("summary", pa.string()),
+        ("input_tokens", pa.int64()),
+        ("output_tokens", pa.int64()),
+        ("latency_ms", pa.int64()),
+        ("stop_reason", pa.string()),
+        ("created_at", TS),
+        ("run_id", pa.string()),
+    ]
+)
+
+# One row per (version, compliance rule) evaluation; the ``checks`` view keeps the newest.
+CHECKS = pa.schema(
+    [
+        ("partition_key", pa.string()),
+        ("object_key", pa.string()),
+        ("etag", pa.string()),
+        ("rule_id", pa.string()),
+        ("field", pa.string()),
+        ("severity", pa.string()),
+        ("passed", pa.bool_()),
+        ("actual", pa.string()),
+        ("expected", pa.string()),
+        ("checked_at", TS),
+        ("run_id", pa.string()),
+    ]
+)
+
 TABLES: dict[str, pa.Schema] = {
     "objects": OBJECTS,
     "videos": VIDEOS,
     "streams": STREAMS,
     "job_events": JOB_EVENTS,
+    "summaries": SUMMARIES,
+    "checks": CHECKS,
     "incident_events": INCIDENT_EVENTS,
 }

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ import duckdb
 from edvmp_pipeline.catalog import schemas
 from edvmp_pipeline.catalog.parquet_files import append_rows, ensure_table
 from edvmp_pipeline.catalog.views import view_sql
-from edvmp_pipeline.domain.records import ObjectVersion, VideoRecord
+from edvmp_pipeline.domain.records import ObjectVersion, StreamRecord, VideoRecord
 
 DB_FILE = "catalog.duckdb"
 
@@ -219,3 +219,65 @@ class Catalog:
         # Streams first: a reader that sees a video row can always find its streams.
         append_rows(self.root, "streams", schemas.STREAMS, stream_rows)
         append_rows(self.root, "videos", schemas.VIDEOS, video_rows)
+
+    # -- summaries and compliance checks --------------------------------------------------
+    def video_records(
+        self, partition_keys: Sequence[str]
+    ) -> dict[str, tuple[ObjectVersion, VideoRecord]]:
+        """The catalogued record of each version (its newest ``videos`` row and the streams
+        written with it), rebuilt as the prober returned it. Versions without one are absent.
+        """
+        if not partition_keys:
+            return {}
+        keys = [list(partition_keys)]
+        cols, rows = self.query(
+            "SELECT * FROM videos WHERE partition_key IN (SELECT unnest(?))", keys
+        )
+        # Only the streams landed with that row: a re-probe that found fewer streams leaves
+        # older stream rows behind, with an older processed_at.
+        stream_cols, stream_rows = self.query(
+            "SELECT s.* FROM streams s JOIN videos v USING (partition_key) "
+            "WHERE s.partition_key IN (SELECT unnest(?)) AND s.processed_at = v.processed_at "
+            "ORDER BY s.partition_key, s.stream_index",
+            keys,
+        )
+        stream_names = [f.name for f in fields(StreamRecord)]
+        streams: dict[str, list[StreamRecord]] = {}
+        for values in stream_rows:
+            row = dict(zip(stream_cols, values, strict=True))
+            streams.setdefault(row["partition_key"], []).append(
+                StreamRecord(**{name: row.get(name) for name in stream_names})
+            )
+        scalar_names = [f.name for f in fields(VideoRecord) if f.name not in ("tags", "streams")]
+        records: dict[str, tuple[ObjectVersion, VideoRecord]] = {}
+        for values in rows:
+            row = dict(zip(cols, values, strict=True))
+            pk = row["partition_key"]
+            version = ObjectVersion(
+                source=row["source"],
+                object_key=row["object_key"],
+                etag=row["etag"],
+                size_bytes=row["size_bytes"],
+                last_modified=row["last_modified"],
+            )
+            record = VideoRecord(
+                **{name: row.get(name) for name in scalar_names},
+                tags=json.loads(row["tags_json"] or "{}"),
+                streams=tuple(streams.get(pk, ())),
+            )
+            records[pk] = (version, record)
+        return records
+
+    def write_summaries(self, rows: Iterable[Mapping[str, Any]], *, run_id: str | None) -> int:
+        """Land summaries (``schemas.SUMMARIES`` columns) as one file; returns the row count."""
+        now = utcnow()
+        batch = [{**row, "created_at": now, "run_id": run_id} for row in rows]
+        append_rows(self.root, "summaries", schemas.SUMMARIES, batch)
+        return len(batch)
+
+    def write_checks(self, rows: Iterable[Mapping[str, Any]], *, run_id: str | None) -> int:
+        """Land compliance results (``schemas.CHECKS`` columns) as one file; returns the count."""
+        now = utcnow()
+        batch = [{**row, "checked_at": now, "run_id": run_id} for row in rows]
+        append_rows(self.root, "checks", schemas.CHECKS, batch)
+        return len(batch)

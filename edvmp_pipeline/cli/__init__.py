@@ -24,13 +24,22 @@ def build_parser() -> argparse.ArgumentParser:
         redrive_cmd,
         register_cmd,
         samples_cmd,
+        stack_cmd,
     )
 
     parser = argparse.ArgumentParser(
         prog="edvmp", description="Event-driven video metadata platform (Dagster)."
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (ingest_cmd, register_cmd, query_cmd, samples_cmd, incidents_cmd, redrive_cmd):
+    for module in (
+        ingest_cmd,
+        register_cmd,
+        query_cmd,
+        samples_cmd,
+        incidents_cmd,
+        redrive_cmd,
+        stack_cmd,
+    ):
         module.add_parser(sub)
     return parser
 

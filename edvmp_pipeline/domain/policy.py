@@ -28,6 +28,7 @@ import os
 import re
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -296,6 +297,25 @@ def load_policy(path_or_text: str | os.PathLike[str]) -> Policy:
 def load_default_policy() -> Policy:
     """The policy shipped with the package (``edvmp_pipeline/default_policy.yaml``)."""
     return load_policy(DEFAULT_POLICY_PATH)
+
+
+POLICY_ENV = "EDVMP_POLICY"
+
+
+def configured_policy(environ: Mapping[str, str] | None = None) -> Policy:
+    """The policy file named by ``EDVMP_POLICY``, else the packaged default.
+
+    Raises :class:`PolicyError` (message prefixed with the variable name) for a missing or
+    malformed file, so a bad setting stops the code location from loading.
+    """
+    env = os.environ if environ is None else environ
+    value = (env.get(POLICY_ENV) or "").strip()
+    if not value:
+        return load_default_policy()
+    try:
+        return load_policy(Path(value).expanduser())
+    except PolicyError as exc:
+        raise PolicyError(f"{POLICY_ENV}: {exc.reason}") from None
 
 
 def _passes(rule: Rule, value: Any) -> bool:

@@ -12,9 +12,9 @@ Error handling of :class:`BedrockSummarizer` (every error is a :class:`PipelineE
 - Endpoint unreachable (connection refused, DNS, connect/read timeout, connection reset) and
   5xx service errors (``InternalServerException``, ``ServiceUnavailableException``): also
   transient, retried the same way; then :class:`SummarizerUnavailable`,
-  ``error_class="summarizer_error"`` with ``retryable=True`` and "endpoint unreachable" (or the
-  AWS code) in the message. It is not ``store_unreachable``: that class means the *object store*
-  is down and its runbook says so; the model endpoint is a different dependency.
+  ``error_class="summarizer_unavailable"``, retryable, with "endpoint unreachable" (or the AWS
+  code) in the message. It is not ``store_unreachable``: that class means the *object store* is
+  down and its runbook says so; the model endpoint is a different dependency.
 - Anything else (``ValidationException``, ``AccessDeniedException``,
   ``ResourceNotFoundException``, missing credentials, an empty answer ...): raised at once,
   no retry, as :class:`SummarizerError`, ``error_class="summarizer_error"``, not retryable,
@@ -70,6 +70,8 @@ class SummarizerError(PipelineError):
 class SummarizerUnavailable(SummarizerError):
     """The model endpoint was unreachable or failing on every attempt (transient)."""
 
+    # Its own class (not summarizer_error) so incidents redrive it: see failure_classes.
+    error_class = "summarizer_unavailable"
     retryable = True
 
 

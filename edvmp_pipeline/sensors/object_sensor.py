@@ -25,7 +25,12 @@ from edvmp_pipeline.jobs import ingest_job
 from edvmp_pipeline.resources.catalog_resource import CatalogResource
 from edvmp_pipeline.resources.object_store import ObjectStoreResource, normalise_etag
 from edvmp_pipeline.resources.s3_errors import translate_s3_error
-from edvmp_pipeline.sensors.run_requests import known_states, plan_requests, register
+from edvmp_pipeline.sensors.run_requests import (
+    drop_already_launched,
+    known_states,
+    plan_requests,
+    register,
+)
 from edvmp_pipeline.settings import env_int
 
 SENSOR_NAME = "s3_object_sensor"
@@ -128,6 +133,7 @@ def evaluate_sweep(
         requests, consumed = plan_requests(
             [v for _, v in candidates], states, trigger="s3-sensor", limit=room
         )
+        drop_already_launched(context.instance, requests)
         register(catalog, requests, registered_by=SENSOR_NAME)
         run_requests += requests.run_requests
         add_requests += requests.add_request()

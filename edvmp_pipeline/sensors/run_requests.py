@@ -101,6 +101,30 @@ def plan_requests(
     return requests, consumed
 
 
+RUN_KEY_TAG = "dagster/run_key"
+
+
+def run_exists(instance: dg.DagsterInstance | None, run_key: str | None) -> bool:
+    """True when the instance already has a run with this run key, whoever created it."""
+    if not run_key or instance is None:
+        return False
+    return bool(instance.get_runs(filters=dg.RunsFilter(tags={RUN_KEY_TAG: run_key}), limit=1))
+
+
+def drop_already_launched(instance: dg.DagsterInstance | None, requests: Requests) -> None:
+    """Drop re-requests of PENDING versions whose run already exists.
+
+    Dagster dedupes run keys per sensor only, so with both sensors (or a sensor and
+    ``edvmp ingest``) running, a re-requested PENDING version could get a second run.
+    """
+    new = set(requests.new_partitions)
+    requests.run_requests = [
+        rr
+        for rr in requests.run_requests
+        if rr.partition_key in new or not run_exists(instance, rr.run_key)
+    ]
+
+
 def register(catalog: Catalog, requests: Requests, registered_by: str) -> None:
     """Record the tick's new versions as PENDING jobs before Dagster sees the requests."""
     catalog.register(requests.new_versions, registered_by=registered_by)

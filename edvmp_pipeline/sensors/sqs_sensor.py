@@ -47,7 +47,12 @@ from edvmp_pipeline.domain.s3_events import MalformedEvent, parse_message
 from edvmp_pipeline.domain.video_filter import parse_extensions, skip_reason
 from edvmp_pipeline.jobs import ingest_job
 from edvmp_pipeline.resources.catalog_resource import CatalogResource
-from edvmp_pipeline.sensors.run_requests import plan_requests, register, run_key_for
+from edvmp_pipeline.sensors.run_requests import (
+    drop_already_launched,
+    plan_requests,
+    register,
+    run_key_for,
+)
 from edvmp_pipeline.settings import env_int
 
 SENSOR_NAME = "sqs_event_sensor"
@@ -186,14 +191,9 @@ def evaluate_queue(
     pks = [partition_key_for(v.source, v.object_key, v.etag) for v in versions]
     states = {pk: state.status for pk, state in catalog.job_states(pks).items()}
     requests, _ = plan_requests(versions, states, trigger=TRIGGER, limit=len(versions))
-    new = set(requests.new_partitions)
     # A PENDING version is requested again in case its run was never created; skip that when
     # the instance shows the run exists (whichever sensor created it).
-    requests.run_requests = [
-        rr
-        for rr in requests.run_requests
-        if rr.partition_key in new or not _run_exists(context, rr.run_key)
-    ]
+    drop_already_launched(_instance(context), requests)
     register(catalog, requests, registered_by=SENSOR_NAME)
 
     requested = {rr.run_key for rr in requests.run_requests}
@@ -273,17 +273,12 @@ def _unique(versions: Iterable[ObjectVersion]) -> list[ObjectVersion]:
     return list(seen.values())
 
 
-def _run_exists(context: dg.SensorEvaluationContext, run_key: str | None) -> bool:
-    if not run_key:
-        return False
+def _instance(context: dg.SensorEvaluationContext) -> dg.DagsterInstance | None:
     try:
-        runs = context.instance.get_runs(
-            filters=dg.RunsFilter(tags={RUN_KEY_TAG: run_key}), limit=1
-        )
+        return context.instance
     except Exception:
         # No instance to ask (e.g. a bare test context): Dagster's own run-key check remains.
-        return False
-    return bool(runs)
+        return None
 
 
 def _delete(client: Any, queue_url: str, handles: Iterable[str], log: Any, *, why: str) -> int:

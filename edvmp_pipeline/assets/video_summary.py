@@ -1,0 +1,208 @@
+"""``video_summary``: a short human summary of every catalogued video version.
+
+The summarizer resource (key ``summarizer``, chosen by ``EDVMP_SUMMARIZER``) is the offline
+template by default, or Amazon Bedrock's Converse API. The step summarises the versions of its
+run's partitions whose metadata is in the catalog and has no summary yet, writes them to the
+``summaries`` table in one atomic file, and logs one materialisation per summarised version.
+
+A summarizer failure never touches the metadata: the version's job gets a FAILED event with
+the failure class (``summarizer_error``, ``throttled``, ``summarizer_unavailable``) and the
+run's gate (see ``run_outcome``) fails the run once for every version that failed in it.
+
+Concurrency: the step runs in the Dagster concurrency pool ``bedrock``, so that many sensor
+runs (one per object) do not all call the model at once. Give the pool a limit with
+``dagster instance concurrency set bedrock 2`` (a pool without a limit does not restrict; a
+``concurrency: {pools: {default_limit: N}}`` block in dagster.yaml limits every pool). Inside
+one step, ``workers`` threads call the summarizer in parallel, so at most limit × workers
+Converse calls are in flight.
+
+No ``from __future__ import annotations`` here: Dagster resolves the config and resource
+annotations of asset functions at definition time.
+"""
+
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import dagster as dg
+
+from edvmp_pipeline.assets.partitions import videos_partitions
+from edvmp_pipeline.assets.run_outcome import fail_run_if_versions_failed, versions_in_run
+from edvmp_pipeline.assets.video_metadata import video_metadata
+from edvmp_pipeline.catalog.store import FAILED, Catalog
+from edvmp_pipeline.domain.errors import PipelineError
+from edvmp_pipeline.domain.records import ObjectVersion, VideoRecord
+from edvmp_pipeline.resources.catalog_resource import CatalogResource
+from edvmp_pipeline.resources.summarizers import SummarizerResource, Summary
+from edvmp_pipeline.settings import env_int
+
+BEDROCK_POOL = "bedrock"
+STEP = "video_summary"
+# Parallel summarizer calls in one step: Bedrock latency is network-bound (about a second a
+# call), so a few threads help; more mostly meet throttling.
+DEFAULT_WORKERS = 4
+
+
+class SummaryRunConfig(dg.Config):
+    """Run options; the defaults are right for sensor runs, ``edvmp ingest`` and backfills."""
+
+    force: bool = False
+    """Summarise again versions that already have a summary of their current metadata."""
+    workers: int = 0
+    """Parallel summarizer calls; 0 means ``EDVMP_SUMMARY_WORKERS`` (default 4)."""
+
+
+@dataclass(frozen=True)
+class SummaryFailure:
+    """Why one version got no summary."""
+
+    partition_key: str
+    version: ObjectVersion
+    error_class: str
+    reason: str
+
+
+def versions_to_summarise(
+    catalog: Catalog, partition_keys: Sequence[str], *, force: bool = False
+) -> list[str]:
+    """The versions among ``partition_keys`` that need a summary, in key order.
+
+    A version qualifies when its metadata is catalogued, its job is SUCCEEDED (so a version
+    that failed earlier, e.g. a permanent summarizer error, is not retried by every run whose
+    partition range happens to cover it) and no summary was written since its metadata was
+    (a forced re-probe gets a new summary). ``force`` drops the last condition.
+    """
+    if not partition_keys:
+        return []
+    _, rows = catalog.query(
+        """
+        SELECT v.partition_key FROM videos v JOIN jobs j USING (partition_key)
+        WHERE v.partition_key IN (SELECT unnest(?)) AND j.status = 'SUCCEEDED'
+          AND (? OR NOT EXISTS (
+                SELECT 1 FROM summaries s
+                WHERE s.partition_key = v.partition_key AND s.created_at >= v.processed_at))
+        ORDER BY v.partition_key
+        """,
+        [list(partition_keys), force],
+    )
+    return [r[0] for r in rows]
+
+
+def summarise(
+    records: Mapping[str, tuple[ObjectVersion, VideoRecord]],
+    summarizer: SummarizerResource,
+    *,
+    workers: int,
+) -> tuple[list[tuple[str, ObjectVersion, Summary]], list[SummaryFailure]]:
+    """Summarise every record (in parallel threads); failures are returned, never raised."""
+
+    def work(
+        item: tuple[str, tuple[ObjectVersion, VideoRecord]],
+    ) -> tuple[str, ObjectVersion, Summary] | SummaryFailure:
+        pk, (version, record) = item
+        try:
+            return pk, version, summarizer.summarize(record, version.object_key)
+        except PipelineError as exc:
+            return SummaryFailure(pk, version, exc.error_class, exc.reason)
+        except Exception as exc:
+            # Keep the type in the reason: the failure classifier reads it.
+            return SummaryFailure(pk, version, "unknown", f"{type(exc).__name__}: {exc}")
+
+    succeeded: list[tuple[str, ObjectVersion, Summary]] = []
+    failed: list[SummaryFailure] = []
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for result in pool.map(work, sorted(records.items())):
+            if isinstance(result, SummaryFailure):
+                failed.append(result)
+            else:
+                succeeded.append(result)
+    return succeeded, failed
+
+
+def summary_rows(
+    succeeded: Sequence[tuple[str, ObjectVersion, Summary]],
+) -> list[dict[str, object]]:
+    """The ``summaries`` rows of a batch (the catalog adds ``created_at`` and ``run_id``)."""
+    return [
+        {
+            "partition_key": pk,
+            "object_key": version.object_key,
+            "etag": version.etag,
+            **summary.as_row(),
+        }
+        for pk, version, summary in succeeded
+    ]
+
+
+def _materialization_metadata(
+    version: ObjectVersion, summary: Summary
+) -> dict[str, dg.MetadataValue | str | int]:
+    metadata: dict[str, dg.MetadataValue | str | int] = {
+        "summary": dg.MetadataValue.text(summary.summary),
+        "object_key": version.object_key,
+        "summarizer": summary.summarizer,
+        "model_id": summary.model_id,
+    }
+    optional: dict[str, str | int | None] = {
+        "input_tokens": summary.input_tokens,
+        "output_tokens": summary.output_tokens,
+        "latency_ms": summary.latency_ms,
+        "stop_reason": summary.stop_reason,
+    }
+    # The offline summarizer has no token counts: leave them out rather than show nulls.
+    metadata.update({k: v for k, v in optional.items() if v is not None})
+    return metadata
+
+
+def summary_workers(config: SummaryRunConfig) -> int:
+    """Threads for this step: the run config, else ``EDVMP_SUMMARY_WORKERS``, else 4."""
+    return config.workers or env_int("EDVMP_SUMMARY_WORKERS", DEFAULT_WORKERS)
+
+
+@dg.asset(
+    partitions_def=videos_partitions,
+    deps=[video_metadata],
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    output_required=False,
+    group_name="videos",
+    pool=BEDROCK_POOL,
+    kinds={"bedrock", "parquet"},
+    description="A short human summary of each video version (offline template by default, "
+    "Amazon Bedrock when EDVMP_SUMMARIZER=bedrock), landed in the catalog's summaries table.",
+)
+def video_summary(
+    context: dg.AssetExecutionContext,
+    config: SummaryRunConfig,
+    catalog: CatalogResource,
+    summarizer: SummarizerResource,
+) -> Iterator[dg.AssetMaterialization]:
+    """Summarise the run's versions that have metadata; one materialisation per summary."""
+    cat = catalog.catalog()
+    run_id = context.run.run_id
+    todo = versions_to_summarise(cat, context.partition_keys, force=config.force)
+    records = cat.video_records(todo)
+    succeeded, failed = summarise(records, summarizer, workers=summary_workers(config))
+
+    # Catalog first, so that anything Dagster shows as materialised is in the catalog.
+    cat.write_summaries(summary_rows(succeeded), run_id=run_id)
+    cat.record_events(
+        [(f.partition_key, f.version) for f in failed],
+        FAILED,
+        run_id=run_id,
+        errors={f.partition_key: (f.error_class, f.reason) for f in failed},
+    )
+    context.log.info(
+        f"{len(succeeded)} summaries written, {len(failed)} failed, "
+        f"{len(context.partition_keys) - len(todo)} versions without metadata or already "
+        "summarised"
+    )
+    for pk, version, summary in succeeded:
+        yield dg.AssetMaterialization(
+            asset_key=context.asset_key,
+            partition=pk,
+            metadata=_materialization_metadata(version, summary),
+        )
+    for f in failed:
+        context.log.error(f"{f.partition_key}: [{f.error_class}] {f.reason}")
+    n_total = len(versions_in_run(cat, run_id) | {pk for pk, _, _ in succeeded})
+    fail_run_if_versions_failed(context, cat, STEP, n_total)
