@@ -151,3 +151,26 @@ def test_killed_writer_leaves_no_partial_file(tmp_path: Path) -> None:
     _, rows = cat.query("SELECT partition_key FROM job_events")
     assert rows == [("kept",)]
     assert sweep_temp_files(tmp_path, older_than_s=0) == 1
+
+
+def test_compaction_merges_files_and_keeps_every_row(tmp_path: Path) -> None:
+    from edvmp_pipeline.catalog.compaction import compact
+
+    cat = Catalog(tmp_path).ensure()
+    for i in range(5):
+        v = _version(f"k{i}.mp4")
+        cat.register([(f"pk-{i}", v)], registered_by="test")
+        cat.write_results([(f"pk-{i}", v, _record(600 + i))], run_id=f"r{i}")
+    cat.write_results([("pk-0", _version("k0.mp4"), _record(999))], run_id="again")
+    before = {
+        view: cat.query(f"SELECT * FROM {view} ORDER BY ALL")[1]
+        for view in ("videos", "streams", "jobs", "objects")
+    }
+    results = {r.table: r for r in compact(tmp_path)}
+    assert (results["videos"].files_before, results["videos"].files_after) == (6, 1)
+    assert results["videos"].rows == 6
+    assert len(list((tmp_path / "videos").glob("*.parquet"))) == 2  # data + schema file
+    for view, rows in before.items():
+        assert cat.query(f"SELECT * FROM {view} ORDER BY ALL")[1] == rows, view
+    _, rows = cat.query("SELECT width FROM videos WHERE partition_key = 'pk-0'")
+    assert rows == [(999,)]

@@ -1,0 +1,29 @@
+"""``edvmp compact``: merge the catalog's small Parquet files."""
+
+from __future__ import annotations
+
+import argparse
+
+from edvmp_pipeline.cli.output import render
+from edvmp_pipeline.settings import catalog_root
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register the ``compact`` sub-command."""
+    p = sub.add_parser(
+        "compact", help="merge each catalog table's small Parquet files into one (run when quiet)"
+    )
+    p.add_argument("--min-files", type=int, default=2, help="skip tables with fewer files")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Compact every table and print what changed."""
+    from edvmp_pipeline.catalog.compaction import compact
+
+    results = compact(catalog_root(), min_files=max(2, args.min_files))
+    rows = [
+        (r.table, r.files_before, r.files_after, r.rows if r.rows >= 0 else "") for r in results
+    ]
+    print(render(["table", "files_before", "files_after", "rows"], rows))
+    return 0
