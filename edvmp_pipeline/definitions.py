@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import dagster as dg
 
+from edvmp_pipeline.assets.compliance import build_compliance_checks
 from edvmp_pipeline.assets.video_metadata import video_metadata
+from edvmp_pipeline.assets.video_summary import video_summary
+from edvmp_pipeline.domain.policy import configured_policy
 from edvmp_pipeline.jobs import ingest_job
 from edvmp_pipeline.resources.catalog_resource import CatalogResource
 from edvmp_pipeline.resources.object_store import ObjectStoreResource
 from edvmp_pipeline.resources.prober import FfprobeProber
 from edvmp_pipeline.resources.progress import ProgressReporter
+from edvmp_pipeline.resources.summarizers import summarizer_from_env
 from edvmp_pipeline.sensors.failure_sensors import incident_sensor, redrive_sensor
 from edvmp_pipeline.sensors.object_sensor import s3_object_sensor
 from edvmp_pipeline.sensors.sqs_sensor import sqs_event_sensor
@@ -26,11 +30,18 @@ def build_resources() -> dict[str, object]:
         ),
         "prober": FfprobeProber(timeout_s=env_float("EDVMP_PROBE_TIMEOUT_S", 60.0)),
         "progress": ProgressReporter(),
+        "summarizer": summarizer_from_env(),
     }
 
 
+# Read at load time: a malformed EDVMP_POLICY raises PolicyError here, so the code location
+# fails to load with the message naming the rule, instead of checking nothing.
+compliance_checks = build_compliance_checks(configured_policy())
+
+
 defs = dg.Definitions(
-    assets=[video_metadata],
+    assets=[video_metadata, video_summary],
+    asset_checks=[compliance_checks] if compliance_checks is not None else [],
     jobs=[ingest_job],
     sensors=[s3_object_sensor, sqs_event_sensor, incident_sensor, redrive_sensor],
     resources=build_resources(),

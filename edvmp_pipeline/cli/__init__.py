@@ -18,6 +18,8 @@ from edvmp_pipeline.domain.errors import PipelineError
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command registered."""
     from edvmp_pipeline.cli import (
+        check_cmd,
+        compact_cmd,
         incidents_cmd,
         ingest_cmd,
         query_cmd,
@@ -25,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
         register_cmd,
         samples_cmd,
         stack_cmd,
+        status_cmd,
+        upload_cmd,
     )
 
     parser = argparse.ArgumentParser(
@@ -35,10 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
         ingest_cmd,
         register_cmd,
         query_cmd,
+        check_cmd,
         samples_cmd,
         incidents_cmd,
         redrive_cmd,
         stack_cmd,
+        upload_cmd,
+        status_cmd,
+        compact_cmd,
     ):
         module.add_parser(sub)
     return parser

@@ -17,7 +17,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "query",
         help="run read-only SQL on the catalog views",
-        description="Views: videos, videos_latest, streams, jobs, objects, job_events.",
+        description="Views: videos, videos_latest, streams, summaries, checks, jobs, objects, "
+        "job_events, incidents, incident_events. Join on partition_key, e.g. SELECT "
+        "v.object_key, s.summary FROM videos v JOIN summaries s USING (partition_key).",
     )
     p.add_argument("sql", help='e.g. "SELECT object_key, duration_s FROM videos"')
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")

@@ -257,6 +257,7 @@ RULES: tuple[Rule, ...] = (
         "config_error",
         _any(
             r"\bConfigError\b",
+            r"\bPolicyError\b",
             r"\bDagsterInvalidConfigError\b",
             r"No such file or directory: '(?:[^']*/)?ff(?:probe|mpeg)'",
             r"cannot run ffprobe",
@@ -272,6 +273,10 @@ RULES: tuple[Rule, ...] = (
             r"\binvalid (?:configuration|setting)\b",
         ),
     ),
+    # The summarizer's exception types name their class, whatever their message says.
+    Rule("summarizer_unavailable", _any(r"\bSummarizerUnavailable\b")),
+    Rule("throttled", _any(r"\bSummarizerThrottled\b")),
+    Rule("summarizer_error", _any(r"\bSummarizerError\b")),
     # Bedrock before the generic rules: an unreachable model endpoint is not the object
     # store, and its AccessDeniedException needs the summarizer runbook, not the store's.
     Rule("summarizer_unavailable", _any(*_UNREACHABLE), context=_BEDROCK),

@@ -86,6 +86,10 @@ class ObjectStoreResource(dg.ConfigurableResource):
             connect_timeout=self.connect_timeout_s,
             read_timeout=self.read_timeout_s,
             retries={"mode": "standard", "max_attempts": 3},
+            # Without this boto3 presigns with the legacy Signature Version 2
+            # (AWSAccessKeyId=...&Signature=...), which AWS S3 refuses for buckets created
+            # since 2020 and which only a few regions accept at all.
+            signature_version="s3v4",
             # Local servers (SeaweedFS, MinIO) have no per-bucket DNS names.
             s3={"addressing_style": "path"} if endpoint else {},
         )

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from edvmp_pipeline.assets.partitions import videos_partitions
 from edvmp_pipeline.domain.records import ObjectVersion
 from edvmp_pipeline.domain.video_filter import parse_extensions, skip_reason
 from edvmp_pipeline.jobs import ingest_job
@@ -26,14 +27,16 @@ from edvmp_pipeline.resources.catalog_resource import CatalogResource
 from edvmp_pipeline.resources.object_store import ObjectStoreResource, normalise_etag
 from edvmp_pipeline.resources.s3_errors import translate_s3_error
 from edvmp_pipeline.sensors.run_requests import (
-    drop_already_launched,
     known_states,
     plan_requests,
+    readd_missing_partitions,
     register,
+    run_exists,
 )
 from edvmp_pipeline.settings import env_int
 
 SENSOR_NAME = "s3_object_sensor"
+# Keys per listing page: S3's maximum, so a tick's listing costs as few requests as possible.
 PAGE_SIZE = 1000
 
 
@@ -68,6 +71,7 @@ class SensorSettings:
     max_pages: int = 20
     max_runs: int = 200
     extensions: frozenset[str] = frozenset()
+    page_size: int = PAGE_SIZE
 
     @classmethod
     def from_env(cls) -> SensorSettings:
@@ -77,6 +81,8 @@ class SensorSettings:
             max_pages=env_int("EDVMP_SENSOR_MAX_PAGES", 20),
             max_runs=env_int("EDVMP_SENSOR_MAX_RUNS", 200),
             extensions=parse_extensions(os.environ.get("EDVMP_VIDEO_EXTENSIONS")),
+            # Smaller pages only make sense for tests and tiny ticks; S3 caps pages at 1000.
+            page_size=min(PAGE_SIZE, env_int("EDVMP_SENSOR_PAGE_SIZE", PAGE_SIZE)),
         )
 
 
@@ -96,18 +102,32 @@ def evaluate_sweep(
     start_after = cursor.start_after
     sweeps = cursor.sweeps
     run_requests: list[dg.RunRequest] = []
-    add_requests: list[dg.AddDynamicPartitionsRequest] = []
+    new_partitions: list[str] = []
     skipped = listed = 0
+    instance = context.instance
+
+    def launched(run_key: str) -> bool:
+        return run_exists(instance, run_key)
+
     for _ in range(settings.max_pages):
-        kwargs = {"Bucket": settings.bucket, "Prefix": settings.prefix, "MaxKeys": PAGE_SIZE}
+        kwargs = {
+            "Bucket": settings.bucket,
+            "Prefix": settings.prefix,
+            "MaxKeys": settings.page_size,
+        }
         if start_after:
             kwargs["StartAfter"] = start_after
         try:
             page = client.list_objects_v2(**kwargs)
         except Exception as exc:
             err = translate_s3_error(exc, what=f"{source}/{settings.prefix}")
-            # Keep the cursor: the next tick retries from the same place.
-            return dg.SensorResult(skip_reason=f"listing failed: {err.reason}")
+            if not run_requests and not new_partitions:
+                # Keep the cursor: the next tick retries from the same place.
+                return dg.SensorResult(skip_reason=f"listing failed: {err.reason}")
+            # Earlier pages' versions are registered already: hand their requests over and
+            # resume after the last page that was read.
+            context.log.warning(f"listing failed after {listed} objects: {err.reason}")
+            break
         contents = page.get("Contents", [])
         listed += len(contents)
         candidates: list[tuple[int, ObjectVersion]] = []
@@ -130,15 +150,19 @@ def evaluate_sweep(
                 )
             )
         room = settings.max_runs - len(run_requests)
+        # Versions whose run exists are consumed without a request: they neither use the
+        # cap nor get a second run (Dagster dedupes run keys per sensor only).
         requests, consumed = plan_requests(
-            [v for _, v in candidates], states, trigger="s3-sensor", limit=room
+            [v for _, v in candidates], states, trigger="s3-sensor", limit=room, launched=launched
         )
-        drop_already_launched(context.instance, requests)
+        # After planning: versions left PENDING by a daemon that died before adding their
+        # partitions need them again, or Dagster rejects the tick.
+        readd_missing_partitions(instance, requests)
         register(catalog, requests, registered_by=SENSOR_NAME)
         run_requests += requests.run_requests
-        add_requests += requests.add_request()
+        new_partitions += requests.new_partitions
         if consumed < len(candidates):
-            # Out of run requests mid-page: resume right after the last version requested.
+            # Out of run requests mid-page: resume right after the last version consumed.
             first_left = candidates[consumed][0]
             start_after = contents[first_left - 1]["Key"] if first_left else start_after
             break
@@ -152,7 +176,10 @@ def evaluate_sweep(
     )
     return dg.SensorResult(
         run_requests=run_requests,
-        dynamic_partitions_requests=add_requests,
+        # One request per tick, however many pages it read.
+        dynamic_partitions_requests=(
+            [videos_partitions.build_add_request(new_partitions)] if new_partitions else []
+        ),
         cursor=SweepCursor(start_after, sweeps).dump(),
     )
 

@@ -9,7 +9,7 @@ daemon that died between writing the catalog and storing the tick.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import dagster as dg
@@ -78,17 +78,24 @@ def plan_requests(
     *,
     trigger: str,
     limit: int,
+    launched: Callable[[str], bool] | None = None,
 ) -> tuple[Requests, int]:
     """Requests for the versions not yet processed, at most ``limit`` of them.
 
     Returns the requests and how many of ``versions`` were consumed (all of them unless the
     limit stopped the plan early), so a caller can resume after the last consumed one.
+    ``launched(run_key)`` tells a PENDING version whose run already exists: it is consumed
+    without a request, so that a backlog of queued runs does not use up ``limit`` on every
+    sweep (which would stall finding new objects behind them).
     """
     requests = Requests()
     consumed = 0
     for version in versions:
         pk = partition_key_for(version.source, version.object_key, version.etag)
         status = states.get(pk)
+        if status == PENDING and launched is not None and launched(run_key_for(version)):
+            consumed += 1
+            continue
         if status is None or status == PENDING:
             if len(requests) >= limit:
                 break
@@ -123,6 +130,27 @@ def drop_already_launched(instance: dg.DagsterInstance | None, requests: Request
         for rr in requests.run_requests
         if rr.partition_key in new or not run_exists(instance, rr.run_key)
     ]
+
+
+def readd_missing_partitions(instance: dg.DagsterInstance | None, requests: Requests) -> None:
+    """Ask again for the partitions of re-requested PENDING versions that Dagster lacks.
+
+    A version is registered PENDING in the catalog while the tick is evaluated, but its
+    partition is only added when the daemon processes the tick. If the daemon dies in
+    between, later ticks re-request the version without its partition, and Dagster rejects
+    the whole tick (``DagsterUnknownPartitionError``) on every evaluation: the sensor would
+    be stuck. Adding an existing partition is a no-op, so asking again is always safe.
+    """
+    if instance is None:
+        return
+    new = set(requests.new_partitions)
+    for rr in requests.run_requests:
+        key = rr.partition_key
+        if key and key not in new and not instance.has_dynamic_partition(
+            videos_partitions.name, key
+        ):
+            requests.new_partitions.append(key)
+            new.add(key)
 
 
 def register(catalog: Catalog, requests: Requests, registered_by: str) -> None:

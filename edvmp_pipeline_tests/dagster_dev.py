@@ -1,0 +1,162 @@
+"""Run ``dagster dev`` as a subprocess, the way a user does, and stop it without leftovers.
+
+Shared by the end-to-end test (``test_event_e2e.py``) and ``benchmarks/event_latency.py``.
+``dagster dev`` starts the webserver, the daemon and a code server, and the run launcher
+starts one worker process per run (plus step processes): all of them stay in the session
+that :func:`start_dagster_dev` creates, so one ``killpg`` reaches every one of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_INSTANCE_YAML = REPO_ROOT / "dagster.yaml"
+# Variables of the developer's shell that would point the subprocess elsewhere.
+_SCRUBBED = ("DAGSTER_HOME", "EDVMP_CATALOG", "EDVMP_PREFIX", "EDVMP_SQS_QUEUE_URL")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def prepare_homes(edvmp_home: Path) -> Path:
+    """Create ``edvmp_home`` and its ``dagster`` instance dir with the repo's dagster.yaml."""
+    dagster_home = edvmp_home / "dagster"
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(REPO_INSTANCE_YAML, dagster_home / "dagster.yaml")
+    return dagster_home
+
+
+def stack_env(
+    edvmp_home: Path, s3_env: Mapping[str, str], extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The environment for Dagster and ``edvmp`` processes working on one private home."""
+    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED}
+    env.update(s3_env)
+    env["EDVMP_HOME"] = str(edvmp_home)
+    env["DAGSTER_HOME"] = str(edvmp_home / "dagster")
+    env["DAGSTER_DISABLE_TELEMETRY"] = "1"
+    env.update(extra or {})
+    return env
+
+
+def _session_members(sid: int) -> list[int]:
+    """PIDs (not zombies) whose session id is ``sid``."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[-1].split()
+        # After ")": state, ppid, pgrp, session, ...
+        if fields[0] not in ("Z", "X") and int(fields[3]) == sid:
+            members.append(int(entry.name))
+    return members
+
+
+@dataclass
+class DagsterDev:
+    """A running ``dagster dev`` (its own session) and where its output goes."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+    started: float
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def processes(self) -> list[int]:
+        """Every live process of the session (dagster dev and all it started)."""
+        return _session_members(self.proc.pid)
+
+    def wait_until_ready(self, timeout_s: float = 60.0) -> float:
+        """Block until the webserver answers; returns seconds since the start."""
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"dagster dev exited with {self.proc.returncode}:\n{self.log_tail()}"
+                )
+            with contextlib.suppress(OSError):
+                with opener.open(f"{self.url}/server_info", timeout=1) as resp:
+                    if resp.status == 200:
+                        return time.monotonic() - self.started
+            time.sleep(0.2)
+        raise TimeoutError(f"dagster dev did not answer in {timeout_s:g} s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last lines of the combined output (for failure messages)."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, grace_s: float = 20.0) -> tuple[float, list[int]]:
+        """SIGTERM the whole session, SIGKILL what is left after ``grace_s``.
+
+        Returns (seconds taken, PIDs that needed SIGKILL). Raises if any process of the
+        session survives both, so that a test never leaves orphans behind.
+        """
+        started = time.monotonic()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        deadline = started + grace_s
+        while time.monotonic() < deadline:
+            self.proc.poll()  # reap our direct child, or it stays a zombie in the session
+            if not self.processes():
+                return time.monotonic() - started, []
+            time.sleep(0.1)
+        killed = self.processes()
+        # killpg reaches the group; anything that moved to its own group is killed by PID.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        for pid in killed:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        end = time.monotonic() + 10.0
+        while time.monotonic() < end:
+            self.proc.poll()
+            if not self.processes():
+                return time.monotonic() - started, killed
+            time.sleep(0.1)
+        raise RuntimeError(f"processes of dagster dev survived SIGKILL: {self.processes()}")
+
+
+def start_dagster_dev(env: Mapping[str, str], log_path: Path, port: int | None = None) -> DagsterDev:
+    """Start ``dagster dev`` from the repo root (workspace.yaml) in a new session."""
+    dagster = Path(sys.executable).with_name("dagster")
+    port = port or free_port()
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [str(dagster), "dev", "-h", "127.0.0.1", "-p", str(port)],
+            cwd=REPO_ROOT,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            # Its own session and process group: one killpg stops it and all its children.
+            start_new_session=True,
+        )
+    return DagsterDev(proc=proc, port=port, log_path=log_path, started=time.monotonic())

@@ -1,0 +1,216 @@
+"""Compliance rules as Dagster asset checks: catalog rows, recorded evaluations, load errors."""
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from edvmp_pipeline.catalog.store import Catalog
+from edvmp_pipeline.definitions import build_resources, compliance_checks, defs
+from edvmp_pipeline.domain.policy import load_default_policy
+from edvmp_pipeline.ingest import add_partitions, ingest
+from edvmp_pipeline.instance_home import get_instance
+from edvmp_pipeline.jobs import INGEST_JOB
+from edvmp_pipeline.sample_media import generate_samples
+
+REPO = Path(__file__).resolve().parent.parent
+GOOD = {
+    "marketing/launch_teaser.mp4",
+    "training/ntsc_lecture.mov",
+    "training/silent_screencast.mkv",
+    "ugc/clip vp9, opus.webm",
+    "ugc/phone_portrait.mp4",
+}
+METADATA = dg.AssetKey("video_metadata")
+# What the default policy finds in the samples: two warnings, no errors.
+DEFAULT_VIOLATIONS = {
+    ("training/silent_screencast.mkv", "has_audio", "warn", "0", ">= 1"),
+    ("ugc/clip vp9, opus.webm", "min_height", "warn", "180", ">= 240"),
+}
+STRICT_POLICY = """\
+rules:
+  - id: has_audio
+    field: n_audio_streams
+    min: 1
+    severity: error
+  - id: landscape
+    field: rotation
+    equals: 0
+    severity: warn
+    description: Portrait uploads are letterboxed by the player.
+"""
+
+
+@pytest.fixture(scope="module")
+def sample_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("library")
+    generate_samples(folder)
+    return folder
+
+
+@pytest.fixture
+def library(sample_library: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(sample_library, tmp_path / "library"))
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("EDVMP_HOME", str(tmp_path / "home"))
+    for name in ("DAGSTER_HOME", "EDVMP_CATALOG", "EDVMP_SUMMARIZER", "EDVMP_POLICY"):
+        monkeypatch.delenv(name, raising=False)
+    yield tmp_path / "home"
+    os.environ.pop("DAGSTER_HOME", None)
+
+
+def _edvmp(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).with_name("edvmp")
+    return subprocess.run(
+        [str(exe), *args], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
+
+
+def _evaluation(instance: dg.DagsterInstance, rule_id: str) -> dg.AssetCheckEvaluation:
+    record = instance.get_latest_asset_check_evaluation_record(dg.AssetCheckKey(METADATA, rule_id))
+    assert record is not None and record.event is not None, rule_id
+    data = record.event.dagster_event.event_specific_data  # type: ignore[union-attr]
+    assert isinstance(data, dg.AssetCheckEvaluation)
+    return data
+
+
+def test_every_rule_is_an_asset_check_of_the_metadata_asset() -> None:
+    rule_ids = [r.id for r in load_default_policy().rules]
+    assert compliance_checks is not None
+    assert {k.name for k in compliance_checks.check_keys} == set(rule_ids)
+    assert {k.asset_key for k in compliance_checks.check_keys} == {METADATA}
+    # The ingest job (group "videos") runs the checks in the same run as the metadata.
+    job = defs.resolve_job_def(INGEST_JOB)
+    assert "compliance" in job.graph.node_dict
+
+
+def test_check_rows_and_dagster_evaluations(library: Path, home: Path) -> None:
+    report = ingest(str(library))
+    (run_id,) = report.run_ids
+    cat = Catalog(home / "catalog")
+    n_rules = len(load_default_policy().rules)
+    _, rows = cat.query("SELECT count(*), count(DISTINCT partition_key) FROM checks")
+    assert rows == [(len(GOOD) * n_rules, len(GOOD))]
+    _, rows = cat.query(
+        "SELECT object_key, rule_id, severity, actual, expected FROM checks WHERE NOT passed"
+    )
+    assert set(rows) == DEFAULT_VIOLATIONS
+    _, rows = cat.query("SELECT DISTINCT run_id FROM checks")
+    assert rows == [(run_id,)]
+
+    instance = get_instance()
+    has_audio = _evaluation(instance, "has_audio")
+    assert has_audio.passed is False
+    assert has_audio.severity == dg.AssetCheckSeverity.WARN
+    assert has_audio.metadata["evaluated"].value == len(GOOD)
+    assert has_audio.metadata["failed"].value == 1
+    assert has_audio.metadata["failing_object_keys"].value == ["training/silent_screencast.mkv"]
+    has_video = _evaluation(instance, "has_video")
+    assert has_video.passed is True
+    assert has_video.severity == dg.AssetCheckSeverity.ERROR
+    record = instance.get_latest_asset_check_evaluation_record(
+        dg.AssetCheckKey(METADATA, "has_video")
+    )
+    assert record is not None and record.run_id == run_id
+
+    # A later run over the same range does not check the same metadata again.
+    again = ingest(str(library), retry_failed=True)
+    assert again.run_ids
+    _, rows = cat.query("SELECT count(*) FROM checks")
+    assert rows == [(len(GOOD) * n_rules,)]
+
+
+def test_compliance_is_the_gate_of_a_run_without_summaries(library: Path, home: Path) -> None:
+    """Metadata and checks only: the checks step runs, writes its rows, then fails the run."""
+    report = ingest(str(library), register_only=True)
+    keys = sorted(report.processed)
+    instance = get_instance()
+    add_partitions(instance, keys)
+    order = instance.get_dynamic_partitions("videos")
+    keys.sort(key=order.index)
+    job = defs.resolve_job_def(INGEST_JOB).get_subset(
+        asset_selection={METADATA},
+        asset_check_selection=set(compliance_checks.check_keys),  # type: ignore[union-attr]
+    )
+    result = job.execute_in_process(
+        instance=instance,
+        tags={
+            "dagster/asset_partition_range_start": keys[0],
+            "dagster/asset_partition_range_end": keys[-1],
+        },
+        resources=build_resources(),
+        run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
+        raise_on_error=False,
+    )
+    assert not result.success
+    steps = {e.step_key: e.event_type_value for e in result.all_events if e.is_step_event}
+    assert steps["compliance"] == "STEP_FAILURE", steps
+    assert steps["video_metadata"] == "STEP_SUCCESS"
+    assert "video_summary" not in steps
+    _, rows = Catalog(home / "catalog").query("SELECT DISTINCT object_key FROM checks")
+    assert {r[0] for r in rows} == GOOD
+
+
+def test_policy_from_environment_sets_the_checks_and_severities(
+    library: Path, home: Path, tmp_path: Path
+) -> None:
+    shutil.rmtree(library / "broken")
+    policy = tmp_path / "strict.yaml"
+    policy.write_text(STRICT_POLICY)
+    env = {**os.environ, "EDVMP_HOME": str(home), "EDVMP_POLICY": str(policy)}
+    done = _edvmp("ingest", str(library), env=env)
+    # Checks never fail a run: a failed error-severity rule is reported, not raised.
+    assert done.returncode == 0, done.stdout + done.stderr
+    _, rows = Catalog(home / "catalog").query(
+        "SELECT object_key, rule_id, severity FROM checks WHERE NOT passed ORDER BY 1"
+    )
+    assert rows == [
+        ("training/silent_screencast.mkv", "has_audio", "error"),
+        ("ugc/phone_portrait.mp4", "landscape", "warn"),
+    ]
+    instance = get_instance()
+    has_audio = _evaluation(instance, "has_audio")
+    assert (has_audio.passed, has_audio.severity) == (False, dg.AssetCheckSeverity.ERROR)
+    landscape = _evaluation(instance, "landscape")
+    assert (landscape.passed, landscape.severity) == (False, dg.AssetCheckSeverity.WARN)
+    assert landscape.metadata["failing_object_keys"].value == ["ugc/phone_portrait.mp4"]
+
+
+def test_malformed_policy_is_a_clean_error(library: Path, home: Path, tmp_path: Path) -> None:
+    policy = tmp_path / "bad.yaml"
+    policy.write_text(STRICT_POLICY.replace("min: 1", "minimum: 1"))
+    env = {**os.environ, "EDVMP_HOME": str(home), "EDVMP_POLICY": str(policy)}
+    done = _edvmp("ingest", str(library), env=env)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip() == (
+        f"edvmp: error: EDVMP_POLICY: {policy}: rule 'has_audio': unknown condition 'minimum' "
+        "(conditions: min, max, in, not_in, equals; other keys: id, field, severity, "
+        "description)"
+    )
+    assert not (home / "catalog" / "videos").exists() or not list(
+        (home / "catalog" / "videos").glob("2*.parquet")
+    )
+
+    # The code location refuses to load, with the same message.
+    dagster = Path(sys.executable).with_name("dagster")
+    (tmp_path / "dagster").mkdir()
+    validate = subprocess.run(
+        [str(dagster), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**env, "DAGSTER_HOME": str(tmp_path / "dagster")},
+    )
+    assert validate.returncode != 0
+    assert "rule 'has_audio': unknown condition 'minimum'" in validate.stdout + validate.stderr
