@@ -14,6 +14,7 @@ from urllib.parse import unquote
 import pytest
 from botocore.stub import Stubber
 
+from edvmp_pipeline.domain.backoff import backoff_delay
 from edvmp_pipeline.domain.errors import ConfigError, PipelineError
 from edvmp_pipeline.domain.records import StreamRecord, VideoRecord
 from edvmp_pipeline.domain.summary_prompt import (
@@ -25,7 +26,6 @@ from edvmp_pipeline.resources.summarizers import (
     BedrockSummarizer,
     OfflineSummarizer,
     SummarizerResource,
-    backoff_delay,
     summarizer_from_env,
 )
 

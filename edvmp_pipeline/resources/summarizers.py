@@ -34,6 +34,7 @@ from typing import Any, Literal
 import dagster as dg
 from pydantic import PrivateAttr
 
+from edvmp_pipeline.domain.backoff import backoff_delay
 from edvmp_pipeline.domain.errors import ConfigError, PipelineError
 from edvmp_pipeline.domain.offline_summary import offline_summary
 from edvmp_pipeline.domain.records import VideoRecord
@@ -123,18 +124,6 @@ class OfflineSummarizer(SummarizerResource):
             latency_ms=round((time.perf_counter() - started) * 1000),
             stop_reason=None,
         )
-
-
-def backoff_delay(
-    attempt: int, base_delay_s: float, max_delay_s: float, rand: Callable[[], float]
-) -> float:
-    """Full-jitter delay before retry number ``attempt`` (1 for the first retry).
-
-    ``uniform(0, min(max_delay_s, base_delay_s * 2 ** (attempt - 1)))``: the jitter spreads
-    retries of many parallel runs so they do not hit the quota again in lockstep.
-    """
-    cap = min(max_delay_s, base_delay_s * (2 ** (attempt - 1)))
-    return rand() * cap
 
 
 class BedrockSummarizer(SummarizerResource):
