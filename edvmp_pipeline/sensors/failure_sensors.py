@@ -21,7 +21,8 @@ TAG_REDRIVE_OF = "edvmp/redrive_of"
 
 @dg.run_failure_sensor(
     name="incident_sensor",
-    monitored_jobs=[ingest_job],
+    # No monitored_jobs: every job of this code location, including the implicit asset job
+    # behind the UI's Materialize button and backfills.
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=5,
     description="Classifies every failed ingest run into incident records in the catalog.",
