@@ -76,6 +76,12 @@ variables {
 run "offline_summarizer_by_default" {
   command = plan
 
+  # Explicit, so that `terraform test -var-file=terraform.tfvars.example` checks this too.
+  variables {
+    bedrock_model_id = ""
+    uploads_prefix   = ""
+  }
+
   assert {
     condition     = aws_dynamodb_table.results.name == "edvmp_results" && aws_dynamodb_table.results.hash_key == "partition_key" && aws_dynamodb_table.results.billing_mode == "PAY_PER_REQUEST"
     error_message = "results table: edvmp_results, partition_key, on demand"
