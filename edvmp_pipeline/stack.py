@@ -387,6 +387,9 @@ def _start(paths: _Paths, *, bucket: str, ports: StackPorts, timeout_s: float) -
             stderr=subprocess.STDOUT,
             # Its own session: no terminal signal (Ctrl-C) or closing shell takes it down.
             start_new_session=True,
+            # weed turns inherited AWS_* keys into an extra admin identity: a shell that ran
+            # `eval "$(edvmp stack up)"` would otherwise grant whatever keys it holds.
+            env={k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
         )
     _CHILDREN[proc.pid] = proc
     state = {

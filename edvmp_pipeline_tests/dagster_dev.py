@@ -144,13 +144,34 @@ class DagsterDev:
         raise RuntimeError(f"processes of dagster dev survived SIGKILL: {self.processes()}")
 
 
+# Runs in the new session before exec'ing dagster: a process started from a background job of
+# a non-interactive shell inherits SIGINT as *ignored*, and dagster maps SIGTERM to SIGINT's
+# handler, so it would then ignore SIGTERM too and never shut down. Restore both defaults.
+_RESET_SIGNALS_AND_EXEC = (
+    "import os, signal, sys; "
+    "signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "signal.signal(signal.SIGTERM, signal.SIG_DFL); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
 def start_dagster_dev(env: Mapping[str, str], log_path: Path, port: int | None = None) -> DagsterDev:
     """Start ``dagster dev`` from the repo root (workspace.yaml) in a new session."""
     dagster = Path(sys.executable).with_name("dagster")
     port = port or free_port()
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [str(dagster), "dev", "-h", "127.0.0.1", "-p", str(port)],
+            [
+                sys.executable,
+                "-c",
+                _RESET_SIGNALS_AND_EXEC,
+                str(dagster),
+                "dev",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+            ],
             cwd=REPO_ROOT,
             env=dict(env),
             stdin=subprocess.DEVNULL,

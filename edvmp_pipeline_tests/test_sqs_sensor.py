@@ -124,6 +124,11 @@ class Ticker:
         )
         result = sqs_event_sensor(context)
         assert isinstance(result, dg.SensorResult)
+        # What the daemon does with a stored tick: add the partitions, keep the cursor.
+        for request in result.dynamic_partitions_requests or []:
+            self.instance.add_dynamic_partitions(
+                request.partitions_def_name, request.partition_keys
+            )
         self.cursor = result.cursor
         return result
 
@@ -235,13 +240,22 @@ def test_redelivery_before_the_run_exists_requests_the_same_run_key(
     queues: Queues, ticker: Ticker
 ) -> None:
     queues.send(eventbridge_created("crash.mp4", etag="e1"))
-    first = ticker.tick()
-    # The daemon dies before storing the tick: no run, cursor lost, the message comes back.
+    context = dg.build_sensor_context(
+        instance=ticker.instance,
+        resources={"catalog": CatalogResource(root=str(ticker.catalog.root))},
+    )
+    first = sqs_event_sensor(context)
+    assert isinstance(first, dg.SensorResult)
+    # The daemon dies before storing the tick: no partition, no run, cursor lost, the
+    # message comes back.
     queues.make_visible(first.cursor or "")
     after_crash = Ticker(ticker.instance, ticker.catalog, cursor=None)
     second = after_crash.tick()
     assert [rr.run_key for rr in second.run_requests or []] == [f"{BUCKET}/crash.mp4@e1"]
-    assert _added(second) == []  # the partition is known; only the run is asked again
+    # The version is PENDING in the catalog already; its partition is asked for again.
+    assert (
+        _added(second) == _added(first) == [partition_key_for(f"s3://{BUCKET}", "crash.mp4", "e1")]
+    )
     assert _jobs(ticker.catalog) == [("crash.mp4", "e1", PENDING)]
 
 

@@ -146,8 +146,10 @@ def readd_missing_partitions(instance: dg.DagsterInstance | None, requests: Requ
     new = set(requests.new_partitions)
     for rr in requests.run_requests:
         key = rr.partition_key
-        if key and key not in new and not instance.has_dynamic_partition(
-            videos_partitions.name, key
+        if (
+            key
+            and key not in new
+            and not instance.has_dynamic_partition(videos_partitions.name, key)
         ):
             requests.new_partitions.append(key)
             new.add(key)

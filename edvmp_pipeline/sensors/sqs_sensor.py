@@ -49,6 +49,7 @@ from edvmp_pipeline.jobs import ingest_job
 from edvmp_pipeline.resources.catalog_resource import CatalogResource
 from edvmp_pipeline.sensors.run_requests import (
     drop_already_launched,
+    readd_missing_partitions,
     plan_requests,
     register,
     run_key_for,
@@ -193,7 +194,11 @@ def evaluate_queue(
     requests, _ = plan_requests(versions, states, trigger=TRIGGER, limit=len(versions))
     # A PENDING version is requested again in case its run was never created; skip that when
     # the instance shows the run exists (whichever sensor created it).
-    drop_already_launched(_instance(context), requests)
+    instance = _instance(context)
+    drop_already_launched(instance, requests)
+    # A re-requested version whose partition the daemon never added (it died mid-tick) needs
+    # the partition again, or Dagster rejects the whole tick.
+    readd_missing_partitions(instance, requests)
     register(catalog, requests, registered_by=SENSOR_NAME)
 
     requested = {rr.run_key for rr in requests.run_requests}
