@@ -572,3 +572,21 @@ def test_a_listing_error_after_the_first_page_keeps_that_page(
     monkeypatch.setattr(ObjectStoreResource, "s3_client", real)
     assert_requests(driver.tick(), s3_bucket, {"c.mp4": versions["c.mp4"]})
     assert jobs(driver.catalog) == pending(versions)
+
+
+def test_the_listing_sensor_can_be_switched_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On AWS the SQS sensor sees every upload; EDVMP_OBJECT_SENSOR=off stops the listing."""
+    from edvmp_pipeline.sensors.object_sensor import s3_object_sensor
+
+    monkeypatch.setenv("EDVMP_OBJECT_SENSOR", "off")
+    context = dg.build_sensor_context(
+        resources={
+            "catalog": CatalogResource(root=str(tmp_path / "catalog")),
+            "object_store": ObjectStoreResource(endpoint_url="http://127.0.0.1:9"),
+        }
+    )
+    result = s3_object_sensor(context)
+    assert not result.run_requests
+    assert "EDVMP_OBJECT_SENSOR=off" in str(result.skip_reason)

@@ -77,6 +77,7 @@ locals {
     {
       EDVMP_BUCKET         = aws_s3_bucket.this["uploads"].bucket
       EDVMP_SQS_QUEUE_URL  = aws_sqs_queue.uploads.url
+      EDVMP_OBJECT_SENSOR  = "off"
       EDVMP_SQS_DLQ_URL    = aws_sqs_queue.dlq.url
       EDVMP_SUMMARIZER     = local.bedrock_enabled ? "bedrock" : "offline"
       EDVMP_CATALOG        = local.catalog_root

@@ -198,4 +198,7 @@ def s3_object_sensor(
     object_store: ObjectStoreResource,
 ) -> dg.SensorResult:
     """Evaluate one sweep step with settings from the environment."""
+    if os.environ.get("EDVMP_OBJECT_SENSOR", "on").strip().lower() in ("off", "0", "false"):
+        # On AWS the SQS sensor sees every upload; listing a huge bucket would only cost.
+        return dg.SensorResult(skip_reason="EDVMP_OBJECT_SENSOR=off (the SQS sensor is in use)")
     return evaluate_sweep(context, SensorSettings.from_env(), catalog, object_store)
