@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 
+from edvmp_pipeline.sample_media import generate_samples
 from edvmp_pipeline_tests.media_factory import MediaCorpus, build_corpus, ffmpeg_available
 
 
@@ -21,3 +27,28 @@ def media_corpus(tmp_path_factory: pytest.TempPathFactory) -> MediaCorpus:
 # The S3 fixtures (s3_stack, s3_client, s3_bucket) start a real SeaweedFS server once per
 # session, or use the one .ci/run started (EDVMP_S3_ENDPOINT_URL and AWS keys set).
 pytest_plugins = ["edvmp_pipeline_tests.s3_server"]
+
+
+@pytest.fixture(scope="session")
+def sample_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo's sample library (5 good videos, 2 broken files), generated once."""
+    folder = tmp_path_factory.mktemp("library")
+    generate_samples(folder)
+    return folder
+
+
+@pytest.fixture
+def library(sample_library: Path, tmp_path: Path) -> Path:
+    """A private copy of the sample library: tests change files."""
+    return Path(shutil.copytree(sample_library, tmp_path / "library"))
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh EDVMP_HOME (catalog and Dagster instance inside it), default settings."""
+    monkeypatch.setenv("EDVMP_HOME", str(tmp_path / "home"))
+    for name in ("DAGSTER_HOME", "EDVMP_CATALOG", "EDVMP_SUMMARIZER", "EDVMP_POLICY"):
+        monkeypatch.delenv(name, raising=False)
+    yield tmp_path / "home"
+    # get_instance() exports DAGSTER_HOME; do not leak it into the next test.
+    os.environ.pop("DAGSTER_HOME", None)

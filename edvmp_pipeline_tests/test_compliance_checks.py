@@ -4,11 +4,9 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
-import pytest
 
 from edvmp_pipeline.catalog.store import Catalog
 from edvmp_pipeline.definitions import build_resources, compliance_checks, defs
@@ -16,7 +14,7 @@ from edvmp_pipeline.domain.policy import load_default_policy
 from edvmp_pipeline.ingest import add_partitions, ingest
 from edvmp_pipeline.instance_home import get_instance
 from edvmp_pipeline.jobs import INGEST_JOB
-from edvmp_pipeline.sample_media import generate_samples
+from edvmp_pipeline_tests.cli_support import run_edvmp
 
 REPO = Path(__file__).resolve().parent.parent
 GOOD = {
@@ -44,34 +42,6 @@ rules:
     severity: warn
     description: Portrait uploads are letterboxed by the player.
 """
-
-
-@pytest.fixture(scope="module")
-def sample_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("library")
-    generate_samples(folder)
-    return folder
-
-
-@pytest.fixture
-def library(sample_library: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(sample_library, tmp_path / "library"))
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.setenv("EDVMP_HOME", str(tmp_path / "home"))
-    for name in ("DAGSTER_HOME", "EDVMP_CATALOG", "EDVMP_SUMMARIZER", "EDVMP_POLICY"):
-        monkeypatch.delenv(name, raising=False)
-    yield tmp_path / "home"
-    os.environ.pop("DAGSTER_HOME", None)
-
-
-def _edvmp(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    exe = Path(sys.executable).with_name("edvmp")
-    return subprocess.run(
-        [str(exe), *args], capture_output=True, text=True, env=env, timeout=300, check=False
-    )
 
 
 def _evaluation(instance: dg.DagsterInstance, rule_id: str) -> dg.AssetCheckEvaluation:
@@ -166,7 +136,7 @@ def test_policy_from_environment_sets_the_checks_and_severities(
     policy = tmp_path / "strict.yaml"
     policy.write_text(STRICT_POLICY)
     env = {**os.environ, "EDVMP_HOME": str(home), "EDVMP_POLICY": str(policy)}
-    done = _edvmp("ingest", str(library), env=env)
+    done = run_edvmp("ingest", str(library), env=env)
     # Checks never fail a run: a failed error-severity rule is reported, not raised.
     assert done.returncode == 0, done.stdout + done.stderr
     _, rows = Catalog(home / "catalog").query(
@@ -188,7 +158,7 @@ def test_malformed_policy_is_a_clean_error(library: Path, home: Path, tmp_path: 
     policy = tmp_path / "bad.yaml"
     policy.write_text(STRICT_POLICY.replace("min: 1", "minimum: 1"))
     env = {**os.environ, "EDVMP_HOME": str(home), "EDVMP_POLICY": str(policy)}
-    done = _edvmp("ingest", str(library), env=env)
+    done = run_edvmp("ingest", str(library), env=env)
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     assert done.stderr.strip() == (

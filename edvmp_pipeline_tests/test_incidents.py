@@ -13,13 +13,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from edvmp_pipeline.catalog.store import Catalog
 from edvmp_pipeline.incidents import due_redrives, record_run_failure
 from edvmp_pipeline.ingest import ingest
 from edvmp_pipeline.instance_home import get_instance
 from edvmp_pipeline.resources.catalog_resource import CatalogResource
 from edvmp_pipeline.sample_media import generate_samples
 from edvmp_pipeline.sensors.failure_sensors import incident_sensor, redrive_sensor
+from edvmp_pipeline_tests.cli_support import catalog_at
 
 HOSTILE_NAMES = [
     "unicode/日本語 ビデオ.mp4",
@@ -27,18 +27,6 @@ HOSTILE_NAMES = [
     "dots..in..name/clip...final.mp4",
     "long/" + "x" * 200 + ".mp4",
 ]
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("EDVMP_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    monkeypatch.delenv("EDVMP_CATALOG", raising=False)
-    return tmp_path / "home"
-
-
-def _catalog(home: Path) -> Catalog:
-    return Catalog(home / "catalog")
 
 
 def _sparse_probe_bomb(path: Path) -> None:
@@ -91,7 +79,7 @@ def test_bad_input_corpus_gives_one_incident_each(
 
     ingest(str(folder))
     ingest(str(folder))  # a second pass must not add rows or incidents
-    cat = _catalog(home)
+    cat = catalog_at(home)
     _, rows = cat.query("SELECT object_key, count(*) FROM videos GROUP BY ALL")
     assert dict(rows) == dict.fromkeys(good, 1)
     _, rows = cat.query(
@@ -110,7 +98,7 @@ def test_recording_a_failure_twice_does_not_duplicate(tmp_path: Path, home: Path
     instance = get_instance()
     run = instance.get_run_by_id(report.run_ids[0])
     assert run is not None and run.status == dg.DagsterRunStatus.FAILURE
-    cat = _catalog(home)
+    cat = catalog_at(home)
     before = cat.query("SELECT * FROM incidents ORDER BY incident_id")[1]
     record_run_failure(instance, run, cat)
     # What the daemon's failure sensor does with the same run: same incidents, no new rows.
@@ -139,7 +127,7 @@ def test_redrive_is_bounded_with_backoff(
     folder.mkdir()
     _sparse_probe_bomb(folder / "slow.ts")
     ingest(str(folder))
-    cat = _catalog(home)
+    cat = catalog_at(home)
     resources = {"catalog": CatalogResource(root=str(home / "catalog"))}
     instance = get_instance()
     requested = 0
@@ -174,7 +162,7 @@ def test_permanent_failures_are_never_redriven(tmp_path: Path, home: Path) -> No
     folder = tmp_path / "lib"
     generate_samples(folder)
     ingest(str(folder))
-    assert due_redrives(_catalog(home)) == []
+    assert due_redrives(catalog_at(home)) == []
 
 
 def test_object_deleted_before_processing_is_object_missing(tmp_path: Path, home: Path) -> None:
@@ -188,7 +176,7 @@ def test_object_deleted_before_processing_is_object_missing(tmp_path: Path, home
     )
     (folder / "ugc/phone_portrait.mp4").unlink()
     run_batches(get_instance(), report.processed, source=str(folder), batch_size=50, workers=2)
-    cat = _catalog(home)
+    cat = catalog_at(home)
     _, rows = cat.query('SELECT partition_key, "class", retryable, status FROM incidents')
     assert rows == [(victim, "object_missing", False, "OPEN")]
     _, rows = cat.query("SELECT count(*) FROM videos")
@@ -216,7 +204,7 @@ def test_killed_ingest_leaves_no_partial_file_and_is_recovered(tmp_path: Path, h
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    cat = _catalog(home)
+    cat = catalog_at(home)
     deadline = time.monotonic() + 120
     while True:
         assert proc.poll() is None, "ingest finished before it could be killed"

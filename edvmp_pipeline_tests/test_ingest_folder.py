@@ -9,9 +9,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from edvmp_pipeline.catalog.store import Catalog
 from edvmp_pipeline.ingest import ingest
-from edvmp_pipeline.sample_media import generate_samples
+from edvmp_pipeline_tests.cli_support import catalog_at, run_edvmp
 
 GOOD = {
     "marketing/launch_teaser.mp4",
@@ -23,32 +22,6 @@ GOOD = {
 BAD = {"broken/upload_cut_short.mp4": "corrupt_media", "broken/empty_upload.mp4": "empty_object"}
 
 
-@pytest.fixture(scope="module")
-def sample_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("library")
-    generate_samples(folder)
-    return folder
-
-
-@pytest.fixture
-def library(sample_library: Path, tmp_path: Path) -> Path:
-    """A private copy: tests change files."""
-    return Path(shutil.copytree(sample_library, tmp_path / "library"))
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh EDVMP_HOME (catalog and Dagster instance inside it)."""
-    monkeypatch.setenv("EDVMP_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    monkeypatch.delenv("EDVMP_CATALOG", raising=False)
-    return tmp_path / "home"
-
-
-def _catalog(home: Path) -> Catalog:
-    return Catalog(home / "catalog")
-
-
 def test_ingest_catalogues_good_videos_and_fails_bad_ones(library: Path, home: Path) -> None:
     report = ingest(str(library))
     assert report.listed == 7 and len(report.new) == 7
@@ -58,7 +31,7 @@ def test_ingest_catalogues_good_videos_and_fails_bad_ones(library: Path, home: P
     assert "moov atom not found" in failed["broken/upload_cut_short.mp4"].error
     assert len(report.run_ids) == 1
 
-    cat = _catalog(home)
+    cat = catalog_at(home)
     _, rows = cat.query(
         "SELECT object_key, video_codec, width, height, round(fps, 3), rotation, audio_codec, "
         "audio_channels, sample_rate_hz, n_audio_streams, source FROM videos ORDER BY object_key"
@@ -94,7 +67,7 @@ def test_second_ingest_processes_nothing(library: Path, home: Path) -> None:
     again = ingest(str(library))
     assert again.new == [] and again.processed == [] and again.run_ids == []
     assert len(again.skipped) == 5 and len(again.known_failures) == 2
-    _, rows = _catalog(home).query("SELECT count(*) FROM videos")
+    _, rows = catalog_at(home).query("SELECT count(*) FROM videos")
     assert rows == [(5,)]
 
 
@@ -102,7 +75,7 @@ def test_retry_failed_runs_known_failures_again(library: Path, home: Path) -> No
     ingest(str(library))
     retried = ingest(str(library), retry_failed=True)
     assert len(retried.processed) == 2 and retried.new == []
-    _, rows = _catalog(home).query(
+    _, rows = catalog_at(home).query(
         "SELECT object_key, status, attempts FROM jobs WHERE status = 'FAILED' ORDER BY 1"
     )
     assert rows == [
@@ -118,7 +91,7 @@ def test_changed_content_is_a_new_version(library: Path, home: Path) -> None:
     second = ingest(str(library))
     assert len(second.new) == 1 and len(second.succeeded) == 1
     assert second.versions[second.new[0]].object_key == "marketing/launch_teaser.mp4"
-    cat = _catalog(home)
+    cat = catalog_at(home)
     _, rows = cat.query(
         "SELECT count(*) FROM videos WHERE object_key = 'marketing/launch_teaser.mp4'"
     )
@@ -148,7 +121,7 @@ def test_media_corpus_through_ingest(media_corpus, tmp_path: Path, home: Path) -
     for name, case in media_corpus.items():
         shutil.copyfile(case.path, folder / f"{name}{case.path.suffix}")
     report = ingest(str(folder))
-    cat = _catalog(home)
+    cat = catalog_at(home)
     for name, case in media_corpus.items():
         key = f"{name}{case.path.suffix}"
         if "error_class" in case.expected:
@@ -170,20 +143,13 @@ def test_media_corpus_through_ingest(media_corpus, tmp_path: Path, home: Path) -
                 assert row[field] == want, (key, field, row[field])
 
 
-def _edvmp(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    exe = Path(sys.executable).with_name("edvmp")
-    return subprocess.run(
-        [str(exe), *args], capture_output=True, text=True, env=env, timeout=300, check=False
-    )
-
-
 @pytest.fixture
 def cli_env(home: Path) -> dict[str, str]:
     return {**os.environ, "EDVMP_HOME": str(home)}
 
 
 def test_cli_exit_statuses_and_messages(library: Path, cli_env: dict[str, str]) -> None:
-    done = _edvmp("ingest", str(library), env=cli_env)
+    done = run_edvmp("ingest", str(library), env=cli_env)
     assert done.returncode == 1, done.stderr
     assert "processed 7: succeeded 5, failed 2" in done.stdout
     assert (
@@ -192,18 +158,18 @@ def test_cli_exit_statuses_and_messages(library: Path, cli_env: dict[str, str]) 
     )
     assert "Traceback" not in done.stderr
 
-    again = _edvmp("ingest", str(library), env=cli_env)
+    again = run_edvmp("ingest", str(library), env=cli_env)
     assert "nothing new to process" in again.stdout and again.returncode == 1
 
     shutil.rmtree(library / "broken")
-    clean = _edvmp("ingest", str(library), env=cli_env)
+    clean = run_edvmp("ingest", str(library), env=cli_env)
     assert clean.returncode == 0, clean.stdout
 
-    missing = _edvmp("ingest", str(library / "nope"), env=cli_env)
+    missing = run_edvmp("ingest", str(library / "nope"), env=cli_env)
     assert missing.returncode == 2
     assert missing.stderr.strip() == f"edvmp: error: no such folder: {library / 'nope'}"
 
-    unreachable = _edvmp(
+    unreachable = run_edvmp(
         "ingest",
         "s3://uploads",
         env={
@@ -216,15 +182,15 @@ def test_cli_exit_statuses_and_messages(library: Path, cli_env: dict[str, str]) 
     assert unreachable.returncode == 2, unreachable.stderr
     assert "store unreachable" in unreachable.stderr and "Traceback" not in unreachable.stderr
 
-    usage = _edvmp("ingest", env=cli_env)
+    usage = run_edvmp("ingest", env=cli_env)
     assert usage.returncode == 2 and "usage:" in usage.stderr
 
 
 def test_cli_query_formats_and_read_only(library: Path, cli_env: dict[str, str]) -> None:
     import json
 
-    _edvmp("ingest", str(library), env=cli_env)
-    done = _edvmp(
+    run_edvmp("ingest", str(library), env=cli_env)
+    done = run_edvmp(
         "query",
         "SELECT object_key, width FROM videos ORDER BY object_key",
         "--format",
@@ -233,12 +199,14 @@ def test_cli_query_formats_and_read_only(library: Path, cli_env: dict[str, str])
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)[0] == {"object_key": "marketing/launch_teaser.mp4", "width": 640}
-    csv_out = _edvmp("query", "SELECT width FROM videos ORDER BY 1", "--format", "csv", env=cli_env)
+    csv_out = run_edvmp(
+        "query", "SELECT width FROM videos ORDER BY 1", "--format", "csv", env=cli_env
+    )
     assert csv_out.stdout.splitlines() == ["width", "320", "320", "320", "480", "640"]
-    table = _edvmp("query", "SELECT count(*) AS n FROM jobs", env=cli_env)
+    table = run_edvmp("query", "SELECT count(*) AS n FROM jobs", env=cli_env)
     assert "(1 row)" in table.stdout
     for sql in ("COPY videos TO '/tmp/x.csv'", "CREATE TABLE t (a INT)", "SELECT nope FROM videos"):
-        refused = _edvmp("query", sql, env=cli_env)
+        refused = run_edvmp("query", sql, env=cli_env)
         assert refused.returncode == 2 and "Traceback" not in refused.stderr, sql
 
 
@@ -247,7 +215,7 @@ def test_dagster_cli_materialises_registered_partitions(
 ) -> None:
     """The path CI uses: register, then Dagster's own `dagster asset materialize`."""
     shutil.rmtree(library / "broken")
-    span = _edvmp("register", str(library), "--range", env=cli_env)
+    span = run_edvmp("register", str(library), "--range", env=cli_env)
     assert span.returncode == 0, span.stderr
     dagster = Path(sys.executable).with_name("dagster")
     done = subprocess.run(
@@ -269,5 +237,5 @@ def test_dagster_cli_materialises_registered_partitions(
         env={**cli_env, "DAGSTER_HOME": str(home / "dagster")},
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    _, rows = _catalog(home).query("SELECT count(*) FROM videos")
+    _, rows = catalog_at(home).query("SELECT count(*) FROM videos")
     assert rows == [(5,)]

@@ -1,9 +1,7 @@
 """``video_summary`` through ``edvmp ingest``: real ffprobe, a real persistent Dagster instance."""
 
 import json
-import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -14,7 +12,6 @@ import pytest
 
 import edvmp_pipeline.definitions as definitions
 from edvmp_pipeline.assets.run_outcome import ERROR_CLASSES, FAILED_PARTITIONS
-from edvmp_pipeline.catalog.store import Catalog
 from edvmp_pipeline.domain.offline_summary import offline_summary
 from edvmp_pipeline.domain.records import VideoRecord
 from edvmp_pipeline.ingest import add_partitions, ingest
@@ -29,7 +26,7 @@ from edvmp_pipeline.resources.summarizers import (
     SummarizerUnavailable,
     Summary,
 )
-from edvmp_pipeline.sample_media import generate_samples
+from edvmp_pipeline_tests.cli_support import catalog_at
 from edvmp_pipeline_tests.test_bedrock_summarizer import (  # noqa: F401  (a fixture)
     FakeBedrock,
     converse_response,
@@ -48,36 +45,8 @@ PORTRAIT = "ugc/phone_portrait.mp4"
 MODEL_ID = "anthropic.claude-3-haiku-20240307-v1:0"
 
 
-@pytest.fixture(scope="module")
-def sample_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("library")
-    generate_samples(folder)
-    return folder
-
-
-@pytest.fixture
-def library(sample_library: Path, tmp_path: Path) -> Path:
-    """A private copy: tests change files."""
-    return Path(shutil.copytree(sample_library, tmp_path / "library"))
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A fresh EDVMP_HOME (catalog and Dagster instance inside it), offline summarizer."""
-    monkeypatch.setenv("EDVMP_HOME", str(tmp_path / "home"))
-    for name in ("DAGSTER_HOME", "EDVMP_CATALOG", "EDVMP_SUMMARIZER", "EDVMP_POLICY"):
-        monkeypatch.delenv(name, raising=False)
-    yield tmp_path / "home"
-    # get_instance() exports DAGSTER_HOME; do not leak it into the next test.
-    os.environ.pop("DAGSTER_HOME", None)
-
-
-def _catalog(home: Path) -> Catalog:
-    return Catalog(home / "catalog")
-
-
 def _summaries(home: Path) -> dict[str, tuple[Any, ...]]:
-    _, rows = _catalog(home).query(
+    _, rows = catalog_at(home).query(
         "SELECT object_key, summarizer, model_id, summary, input_tokens, output_tokens, "
         "latency_ms, stop_reason, etag, created_at FROM summaries"
     )
@@ -109,7 +78,7 @@ def test_offline_summaries_land_and_a_corrupt_version_does_not_block_them(
         assert (row[3], row[4], row[6]) == (None, None, None) and isinstance(row[5], int)
 
     # The good versions also went through the compliance checks in the same run.
-    _, rows = _catalog(home).query("SELECT DISTINCT object_key FROM checks")
+    _, rows = catalog_at(home).query("SELECT DISTINCT object_key FROM checks")
     assert {r[0] for r in rows} == GOOD
 
     instance = get_instance()
@@ -148,7 +117,7 @@ def test_versions_already_summarised_are_not_summarised_again(library: Path, hom
     again = ingest(str(library), retry_failed=True)
     assert len(again.processed) == 2 and again.run_ids
     assert _summaries(home) == before
-    _, rows = _catalog(home).query("SELECT count(*) FROM summaries")
+    _, rows = catalog_at(home).query("SELECT count(*) FROM summaries")
     assert rows == [(5,)]
 
 
@@ -183,7 +152,7 @@ def test_summarizer_failure_keeps_metadata_and_fails_the_version(
     monkeypatch.setattr(definitions, "build_resources", with_failing_summarizer)
     report = ingest(str(library))
 
-    cat = _catalog(home)
+    cat = catalog_at(home)
     _, rows = cat.query("SELECT object_key FROM videos")
     assert {r[0] for r in rows} == GOOD, "the metadata row stays"
     assert set(_summaries(home)) == GOOD - {PORTRAIT}
@@ -215,7 +184,7 @@ def test_single_partition_run_like_the_sensors(library: Path, home: Path) -> Non
     )
     assert result.success
     assert set(_summaries(home)) == {PORTRAIT}
-    _, rows = _catalog(home).query("SELECT count(*) FROM checks WHERE partition_key = ?", [pk])
+    _, rows = catalog_at(home).query("SELECT count(*) FROM checks WHERE partition_key = ?", [pk])
     assert rows[0][0] == len(definitions.compliance_checks.check_keys)  # type: ignore[union-attr]
     assert instance.get_materialized_partitions(dg.AssetKey("video_summary")) == {pk}
 
