@@ -23,12 +23,20 @@ class RedriveOutcome:
     object_keys: dict[str, str] = field(default_factory=dict)
 
 
-def redrive(*, incident_id: str | None = None, failure_class: str | None = None) -> RedriveOutcome:
+def redrive(
+    *,
+    incident_id: str | None = None,
+    failure_class: str | None = None,
+    fingerprint: str | None = None,
+) -> RedriveOutcome:
     """Run the versions of the matching OPEN incidents again, in-process, and report."""
     catalog = Catalog(catalog_root()).ensure()
-    where, params = (
-        ("incident_id = ?", [incident_id]) if incident_id else ('"class" = ?', [failure_class])
-    )
+    if incident_id:
+        where, params = "incident_id = ?", [incident_id]
+    elif fingerprint:
+        where, params = "fingerprint = ?", [fingerprint]
+    else:
+        where, params = '"class" = ?', [failure_class]
     _, rows = catalog.query(
         f"SELECT incident_id, partition_key, attempts + 1, object_key, source FROM incidents "
         f"WHERE status = 'OPEN' AND {where} ORDER BY partition_key",

@@ -72,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"\n[{rec['class']}] {rec['example']}")
                 print(f"  affected: {', '.join(rec['affected'])}")
                 print(f"  runbook:  {rec['runbook']}")
+                print(f"  redrive:  edvmp redrive --fingerprint {rec['fingerprint']}")
             return 0
     else:
         columns, rows = catalog.query(

@@ -13,6 +13,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("redrive", help="re-run the versions of open incidents now")
     p.add_argument("incident", nargs="?", help="an incident id (inc-…)")
     p.add_argument("--class", dest="cls", help="every open incident of this class")
+    p.add_argument(
+        "--fingerprint", help="every open incident with this fingerprint (one summary line)"
+    )
     p.set_defaults(func=run)
 
 
@@ -20,11 +23,16 @@ def run(args: argparse.Namespace) -> int:
     """Re-run and report; 0 when every redriven version succeeded, 1 otherwise."""
     from edvmp_pipeline.redrive import redrive
 
-    if bool(args.incident) == bool(args.cls):
-        raise ConfigError("give either an incident id or --class CLASS")
-    outcome = redrive(incident_id=args.incident, failure_class=args.cls)
+    chosen = [x for x in (args.incident, args.cls, args.fingerprint) if x]
+    if len(chosen) != 1:
+        raise ConfigError("give one of: an incident id, --class CLASS, --fingerprint FP")
+    outcome = redrive(
+        incident_id=args.incident, failure_class=args.cls, fingerprint=args.fingerprint
+    )
     if not outcome.incidents:
-        what = args.incident or f"class {args.cls}"
+        what = args.incident or (
+            f"class {args.cls}" if args.cls else f"fingerprint {args.fingerprint}"
+        )
         print(f"no open incident matches {what}", file=sys.stderr)
         return 1
     print(
