@@ -39,6 +39,9 @@ MAX_SINGLE_PUT_BYTES = 5 * 1024**3
 MAX_EXPIRY_S = 7 * 24 * 3600
 # Bigger writes than http.client's 8 KiB default: far fewer system calls on a large upload.
 _BLOCK_SIZE = 1024 * 1024
+# type/subtype with optional parameters; anything else (spaces, CR/LF) would be a broken or
+# injected header.
+_CONTENT_TYPE = re.compile(r"[\w.+-]+/[\w.+-]+(\s*;\s*[\w.+-]+=[\w.+-]+)*")
 _DENIED_CODES = {
     "AccessDenied",
     "InvalidAccessKeyId",
@@ -110,6 +113,8 @@ def presign_upload(
     validate_object_key(key)
     if not bucket:
         raise ConfigError("no bucket given (set EDVMP_BUCKET)")
+    if content_type is not None and not _CONTENT_TYPE.fullmatch(content_type):
+        raise ConfigError(f"not a valid Content-Type: {content_type!r} (e.g. video/mp4)")
     if not 1 <= expires_s <= MAX_EXPIRY_S:
         raise ConfigError(f"expiry must be 1..{MAX_EXPIRY_S} seconds, got {expires_s}")
     params: dict[str, str] = {"Bucket": bucket, "Key": key}
@@ -173,6 +178,11 @@ def _refusal(status: int, reason: str, body: bytes, what: str) -> PipelineError:
         return ConfigError(f"no such bucket: {what}")
     if code in _DENIED_CODES or status == 403:
         return AccessDenied(f"access denied uploading {what} ({detail})")
+    if code == "KeyTooLongError":
+        return InvalidObjectKey(
+            f"object key refused as too long by the store: {what} (S3 allows 1024 bytes; "
+            "some servers, e.g. SeaweedFS, also allow at most 255 per '/'-separated part)"
+        )
     if code == "EntityTooLarge":
         return ConfigError(f"too large for one PUT: {what} ({detail})")
     if status >= 500:
@@ -256,12 +266,9 @@ def put_file(
     return normalise_etag(etag)
 
 
-_SAFE_TYPE = re.compile(r"^[\w.+-]+/[\w.+-]+$")
-
-
 def guess_content_type(path: Path) -> str | None:
     """A MIME type from the file name (``video/mp4``), or None when unknown."""
     import mimetypes
 
     guessed, _ = mimetypes.guess_type(path.name, strict=False)
-    return guessed if guessed and _SAFE_TYPE.match(guessed) else None
+    return guessed if guessed and _CONTENT_TYPE.fullmatch(guessed) else None

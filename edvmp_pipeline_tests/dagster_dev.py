@@ -98,10 +98,12 @@ class DagsterDev:
                 raise RuntimeError(
                     f"dagster dev exited with {self.proc.returncode}:\n{self.log_tail()}"
                 )
-            with contextlib.suppress(OSError):
-                with opener.open(f"{self.url}/server_info", timeout=1) as resp:
-                    if resp.status == 200:
-                        return time.monotonic() - self.started
+            with (
+                contextlib.suppress(OSError),
+                opener.open(f"{self.url}/server_info", timeout=1) as resp,
+            ):
+                if resp.status == 200:
+                    return time.monotonic() - self.started
             time.sleep(0.2)
         raise TimeoutError(f"dagster dev did not answer in {timeout_s:g} s:\n{self.log_tail()}")
 
@@ -155,7 +157,9 @@ _RESET_SIGNALS_AND_EXEC = (
 )
 
 
-def start_dagster_dev(env: Mapping[str, str], log_path: Path, port: int | None = None) -> DagsterDev:
+def start_dagster_dev(
+    env: Mapping[str, str], log_path: Path, port: int | None = None
+) -> DagsterDev:
     """Start ``dagster dev`` from the repo root (workspace.yaml) in a new session."""
     dagster = Path(sys.executable).with_name("dagster")
     port = port or free_port()

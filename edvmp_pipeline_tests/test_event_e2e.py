@@ -92,9 +92,9 @@ def test_uploads_become_catalogued_jobs_with_dagster_dev(
 
         # `edvmp status --wait` follows the first upload through PENDING/QUEUED/RUNNING.
         started = time.monotonic()
+        first = jobs["incoming/launch teaser.mp4"]
         status = subprocess.run(
-            [EDVMP, "status", jobs["incoming/launch teaser.mp4"], "--wait", "--json"]
-            + ["--timeout", "90"],
+            [EDVMP, "status", first, "--wait", "--json", "--timeout", "90"],
             env=env,
             capture_output=True,
             text=True,
@@ -117,8 +117,7 @@ def test_uploads_become_catalogued_jobs_with_dagster_dev(
             if done_good == good and corrupt_done:
                 break
             assert time.monotonic() < deadline, (
-                f"after {DEADLINE_S:g} s: jobs {states}, incidents {incidents}\n"
-                + dev.log_tail()
+                f"after {DEADLINE_S:g} s: jobs {states}, incidents {incidents}\n" + dev.log_tail()
             )
             time.sleep(0.5)
         timings["all catalogued, incident recorded"] = time.monotonic() - t0

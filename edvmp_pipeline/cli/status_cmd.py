@@ -297,7 +297,7 @@ def _describe_result(result: dict[str, Any]) -> list[str]:
     if result.get("video_codec"):
         video = (
             f"{result['video_codec']} {result.get('width')}x{result.get('height')} "
-            f"@ {num(result.get('fps'), '.3g')} fps"
+            f"@ {num(result.get('fps'), '.5g')} fps"
         )
         if result.get("rotation"):
             video += f", rotated {result['rotation']}°"

@@ -67,6 +67,14 @@ def _warn_if_sensor_skips(key: str) -> None:
         )
 
 
+def _shorten(text: str, limit: int = 160) -> str:
+    """Keep messages one readable line even for a 1024-byte key."""
+    if len(text) <= limit:
+        return text
+    half = (limit - 1) // 2
+    return f"{text[:half]}…{text[-half:]}"
+
+
 def _check_bucket(client: object, bucket: str, endpoint: str) -> None:
     """Fail before sending any bytes when the endpoint is down or the bucket is missing.
 
@@ -144,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
     _warn_if_sensor_skips(key)
 
     size = path.stat().st_size
-    what = f"s3://{bucket}/{key}"
+    what = _shorten(f"s3://{bucket}/{key}")
     started = time.monotonic()
     # disable=None: no bar when stderr is not a terminal (scripts, CI logs).
     with tqdm(

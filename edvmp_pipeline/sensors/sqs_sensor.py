@@ -49,8 +49,8 @@ from edvmp_pipeline.jobs import ingest_job
 from edvmp_pipeline.resources.catalog_resource import CatalogResource
 from edvmp_pipeline.sensors.run_requests import (
     drop_already_launched,
-    readd_missing_partitions,
     plan_requests,
+    readd_missing_partitions,
     register,
     run_key_for,
 )
