@@ -258,6 +258,7 @@ RULES: tuple[Rule, ...] = (
         _any(
             r"\bConfigError\b",
             r"\bPolicyError\b",
+            r"\bInvalidObjectKey\b",
             r"\bDagsterInvalidConfigError\b",
             r"No such file or directory: '(?:[^']*/)?ff(?:probe|mpeg)'",
             r"cannot run ffprobe",
