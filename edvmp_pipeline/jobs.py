@@ -18,4 +18,9 @@ ingest_job = dg.define_asset_job(
     # good version and video_metadata's output only releases the later steps (summary,
     # compliance checks). See assets/run_outcome.py.
     tags={DEFER_ASSET_EVENTS_TAG: "true"},
+    # One process per run: the default multiprocess executor starts one more Python process
+    # per step (~1 s of imports each), which on 2 cores tripled upload-to-catalog latency
+    # under a steady stream of uploads (benchmarks/event_latency.py). Probes run in parallel
+    # threads inside the step anyway.
+    executor_def=dg.in_process_executor,
 )
