@@ -213,9 +213,8 @@ def fill_bucket(client: Any, bucket: str, start: int, stop: int, workers: int) -
 def catalogue_everything(client: Any, bucket: str, catalog: Any) -> int:
     """Record every object in the bucket as a SUCCEEDED version (steady state)."""
     from edvmp_pipeline.catalog.store import SUCCEEDED
-    from edvmp_pipeline.domain.partition_keys import partition_key_for
+    from edvmp_pipeline.domain.partition_keys import normalise_etag, partition_key_for
     from edvmp_pipeline.domain.records import ObjectVersion
-    from edvmp_pipeline.uploads import normalise_etag
 
     source = f"s3://{bucket}"
     pairs = []

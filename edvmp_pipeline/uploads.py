@@ -29,7 +29,7 @@ from edvmp_pipeline.domain.errors import (
     PipelineError,
     StoreUnreachable,
 )
-from edvmp_pipeline.domain.partition_keys import partition_key_for
+from edvmp_pipeline.domain.partition_keys import normalise_etag, partition_key_for
 
 # S3's limit on key length, in UTF-8 bytes.
 MAX_KEY_BYTES = 1024
@@ -132,15 +132,6 @@ def presign_upload(
 
         raise translate_s3_error(exc, what=f"s3://{bucket}/{key}") from None
     return PresignedUpload(url=url, method="PUT", headers=headers)
-
-
-def normalise_etag(etag: str) -> str:
-    """The ETag as the object sensor records it: without quotes; multipart ``…-N`` kept.
-
-    Must agree with ``resources.object_store.normalise_etag`` (a test pins that); it is
-    repeated here because importing that module loads Dagster (~1 s) into ``edvmp upload``.
-    """
-    return etag.strip().strip('"')
 
 
 def job_id_for(bucket: str, key: str, etag: str) -> str:

@@ -40,6 +40,12 @@ def _slug(object_key: str) -> str:
     return slug
 
 
+def normalise_etag(etag: str) -> str:
+    """An S3 ETag as the catalog keeps it: quotes stripped; a multipart ``…-N`` ETag is kept
+    whole, as an opaque string (it is not an MD5 of the content)."""
+    return etag.strip().strip('"')
+
+
 def version_digest(source: str, object_key: str, etag: str) -> str:
     """A stable hex digest of one object version's identity."""
     raw = "\x00".join((source, object_key, etag)).encode("utf-8", "surrogatepass")

@@ -19,6 +19,7 @@ from botocore.config import Config
 
 from edvmp_pipeline.domain.content_hash import ContentHashCache
 from edvmp_pipeline.domain.errors import ConfigError, ObjectMissing
+from edvmp_pipeline.domain.partition_keys import normalise_etag
 from edvmp_pipeline.domain.records import ObjectVersion
 from edvmp_pipeline.domain.source_uri import SourceSpec
 from edvmp_pipeline.resources.s3_errors import translate_s3_error
@@ -32,11 +33,6 @@ class ProbeTarget:
 
     target: str
     leading_bytes: bytes
-
-
-def normalise_etag(etag: str) -> str:
-    """S3 ETags come quoted; multipart ones end in ``-N`` and are not MD5s: keep them opaque."""
-    return etag.strip().strip('"')
 
 
 def iter_folder(folder: Path, cache: ContentHashCache) -> Iterator[ObjectVersion]:
