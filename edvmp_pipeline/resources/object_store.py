@@ -62,6 +62,23 @@ def iter_folder(folder: Path, cache: ContentHashCache) -> Iterator[ObjectVersion
             )
 
 
+def env_credentials() -> dict[str, str]:
+    """Keys from ``AWS_*`` variables as they are *now*, when set.
+
+    boto3's default session resolves credentials once per process and keeps them; a
+    long-lived process (the daemon's sensors, a test session) must see changed variables.
+    Without them the usual chain (profiles, instance roles) applies.
+    """
+    keys = {
+        "aws_access_key_id": os.environ.get("AWS_ACCESS_KEY_ID"),
+        "aws_secret_access_key": os.environ.get("AWS_SECRET_ACCESS_KEY"),
+        "aws_session_token": os.environ.get("AWS_SESSION_TOKEN"),
+    }
+    if not keys["aws_access_key_id"] or not keys["aws_secret_access_key"]:
+        return {}
+    return {k: v for k, v in keys.items() if v}
+
+
 class ObjectStoreResource(dg.ConfigurableResource):
     """Access to local folders and to one S3-compatible endpoint.
 
@@ -90,7 +107,9 @@ class ObjectStoreResource(dg.ConfigurableResource):
             s3={"addressing_style": "path"} if endpoint else {},
         )
         region = self.region or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-        return boto3.client("s3", endpoint_url=endpoint, region_name=region, config=config)
+        return boto3.client(
+            "s3", endpoint_url=endpoint, region_name=region, config=config, **env_credentials()
+        )
 
     def check_bucket(self, spec: SourceSpec) -> None:
         """Fail fast with a clear message when the bucket is missing or unreachable."""
