@@ -15,6 +15,7 @@ import dagster as dg
 
 from edvmp_pipeline.catalog.store import Catalog
 from edvmp_pipeline.incidents import record_run_failure
+from edvmp_pipeline.processes import pid_alive
 
 TAG_HOST = "edvmp/host"
 TAG_PID = "edvmp/pid"
@@ -23,16 +24,6 @@ TAG_PID = "edvmp/pid"
 def process_tags() -> dict[str, str]:
     """Tags naming the process that executes an in-process run."""
     return {TAG_HOST: socket.gethostname(), TAG_PID: str(os.getpid())}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def reap_dead_runs(instance: dg.DagsterInstance, catalog: Catalog) -> list[str]:
@@ -44,7 +35,7 @@ def reap_dead_runs(instance: dg.DagsterInstance, catalog: Catalog) -> list[str]:
     reaped = []
     for run in records:
         pid = int(run.tags.get(TAG_PID, "0") or 0)
-        if pid <= 0 or pid == os.getpid() or _alive(pid):
+        if pid <= 0 or pid == os.getpid() or pid_alive(pid):
             continue
         instance.report_run_failed(
             run,

@@ -42,6 +42,8 @@ from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from edvmp_pipeline.processes import pid_alive
+
 DEFAULT_S3_PORT = 8333
 DEFAULT_REGION = "us-east-1"
 DEFAULT_BUCKET = "uploads"
@@ -613,18 +615,7 @@ def _pid_alive(pid: int) -> bool:
             return True
         del _CHILDREN[pid]
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (exited, parent has not reaped it yet) still answers kill(0).
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+    return pid_alive(pid)
 
 
 def _is_our_server(pid: int, paths: _Paths) -> bool:

@@ -14,16 +14,10 @@ from edvmp_pipeline.domain.policy import load_default_policy
 from edvmp_pipeline.ingest import add_partitions, ingest
 from edvmp_pipeline.instance_home import get_instance
 from edvmp_pipeline.jobs import INGEST_JOB
-from edvmp_pipeline_tests.cli_support import run_edvmp
+from edvmp_pipeline_tests.cli_support import SAMPLE_GOOD, run_edvmp
 
 REPO = Path(__file__).resolve().parent.parent
-GOOD = {
-    "marketing/launch_teaser.mp4",
-    "training/ntsc_lecture.mov",
-    "training/silent_screencast.mkv",
-    "ugc/clip vp9, opus.webm",
-    "ugc/phone_portrait.mp4",
-}
+GOOD = SAMPLE_GOOD
 METADATA = dg.AssetKey("video_metadata")
 # What the default policy finds in the samples: two warnings, no errors.
 DEFAULT_VIOLATIONS = {

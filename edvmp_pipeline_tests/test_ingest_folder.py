@@ -10,16 +10,10 @@ import dagster as dg
 import pytest
 
 from edvmp_pipeline.ingest import ingest
-from edvmp_pipeline_tests.cli_support import catalog_at, run_edvmp
+from edvmp_pipeline_tests.cli_support import SAMPLE_BROKEN, SAMPLE_GOOD, catalog_at, run_edvmp
 
-GOOD = {
-    "marketing/launch_teaser.mp4",
-    "training/ntsc_lecture.mov",
-    "training/silent_screencast.mkv",
-    "ugc/clip vp9, opus.webm",
-    "ugc/phone_portrait.mp4",
-}
-BAD = {"broken/upload_cut_short.mp4": "corrupt_media", "broken/empty_upload.mp4": "empty_object"}
+GOOD = SAMPLE_GOOD
+BAD = SAMPLE_BROKEN
 
 
 def test_ingest_catalogues_good_videos_and_fails_bad_ones(library: Path, home: Path) -> None:

@@ -26,21 +26,15 @@ from edvmp_pipeline.resources.summarizers import (
     SummarizerUnavailable,
     Summary,
 )
-from edvmp_pipeline_tests.cli_support import catalog_at
+from edvmp_pipeline_tests.cli_support import SAMPLE_BROKEN, SAMPLE_GOOD, catalog_at
 from edvmp_pipeline_tests.test_bedrock_summarizer import (  # noqa: F401  (a fixture)
     FakeBedrock,
     converse_response,
     fake_bedrock,
 )
 
-GOOD = {
-    "marketing/launch_teaser.mp4",
-    "training/ntsc_lecture.mov",
-    "training/silent_screencast.mkv",
-    "ugc/clip vp9, opus.webm",
-    "ugc/phone_portrait.mp4",
-}
-BAD = {"broken/upload_cut_short.mp4", "broken/empty_upload.mp4"}
+GOOD = SAMPLE_GOOD
+BAD = set(SAMPLE_BROKEN)
 PORTRAIT = "ugc/phone_portrait.mp4"
 MODEL_ID = "anthropic.claude-3-haiku-20240307-v1:0"
 
