@@ -208,11 +208,6 @@ class _Paths:
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
-def default_home() -> Path:
-    """``EDVMP_HOME`` (default ``./.edvmp``), absolute."""
-    return Path(os.environ.get("EDVMP_HOME") or ".edvmp").expanduser().resolve()
-
-
 def default_bucket() -> str:
     """``EDVMP_BUCKET`` (default ``uploads``)."""
     return os.environ.get("EDVMP_BUCKET") or DEFAULT_BUCKET
