@@ -212,7 +212,6 @@ def fill_bucket(client: Any, bucket: str, start: int, stop: int, workers: int) -
 
 def catalogue_everything(client: Any, bucket: str, catalog: Any) -> int:
     """Record every object in the bucket as a SUCCEEDED version (steady state)."""
-    from edvmp_pipeline.catalog.store import SUCCEEDED
     from edvmp_pipeline.domain.partition_keys import normalise_etag, partition_key_for
     from edvmp_pipeline.domain.records import ObjectVersion
 
@@ -224,7 +223,9 @@ def catalogue_everything(client: Any, bucket: str, catalog: Any) -> int:
             version = ObjectVersion(source, obj["Key"], etag, obj["Size"], obj["LastModified"])
             pairs.append((partition_key_for(source, obj["Key"], etag), version))
     catalog.register(pairs, registered_by="benchmark")
-    catalog.record_events(pairs, SUCCEEDED, run_id="benchmark")
+    keys = [pk for pk, _ in pairs]
+    catalog.state.claim(keys, "benchmark")
+    catalog.state.mark_succeeded(keys, "benchmark")
     return len(pairs)
 
 

@@ -4,8 +4,8 @@ One function, :func:`record_run_failure`, serves every path: the run-failure sen
 daemon, ``edvmp ingest`` and ``edvmp redrive`` (which must not depend on a daemon). It reads
 what Dagster recorded about the run — the per-version classes the pipeline put in its
 ``dg.Failure`` metadata, or, for a crash, the step or run error — classifies each failed
-version, marks versions that never got a result as FAILED, and appends incident events.
-Calling it twice for the same run changes nothing.
+version and records incidents in the state store, marking versions that a crash left without
+a result as FAILED in the same transaction. Calling it twice for the same run changes nothing.
 """
 
 from __future__ import annotations
@@ -20,16 +20,12 @@ from dagster import DagsterEventType
 
 from edvmp_pipeline.assets.partitions import TAG_ATTEMPT
 from edvmp_pipeline.assets.run_outcome import ERROR_CLASSES, ERRORS, FAILED_PARTITIONS
-from edvmp_pipeline.catalog import schemas
-from edvmp_pipeline.catalog.parquet_files import append_rows
+from edvmp_pipeline.catalog.state_store import NewIncident
 from edvmp_pipeline.catalog.store import FAILED, SUCCEEDED, Catalog, utcnow
 from edvmp_pipeline.domain.backoff import backoff_delay
 from edvmp_pipeline.domain.failure_classes import classify_failure, fingerprint
 from edvmp_pipeline.domain.partition_keys import version_digest
 from edvmp_pipeline.settings import env_float, env_int
-
-OCCURRED = "OCCURRED"
-REDRIVE_REQUESTED = "REDRIVE_REQUESTED"
 
 
 @dataclass(frozen=True)
@@ -119,28 +115,24 @@ def record_run_failure(
     instance: dg.DagsterInstance, run: dg.DagsterRun, catalog: Catalog
 ) -> list[str]:
     """Classify a failed run's versions and record incidents; returns their incident ids."""
-    _, seen = catalog.query(
-        "SELECT DISTINCT incident_id FROM incident_events WHERE run_id = ? AND kind = ?",
-        [run.run_id, OCCURRED],
-    )
+    store = catalog.state
+    seen = store.incidents_of_run(run.run_id)
     if seen:
-        return [r[0] for r in seen]
+        return seen
     failures = failures_of_run(instance, run, catalog)
     if not failures:
         return []
-    versions = catalog.versions([f.partition_key for f in failures])
-    _, attempt_rows = catalog.query(
-        "SELECT partition_key, count(DISTINCT run_id) FROM incident_events "
-        "WHERE kind = 'OCCURRED' AND partition_key IN (SELECT unnest(?)) GROUP BY ALL",
-        [[f.partition_key for f in failures]],
-    )
-    previous = {r[0]: int(r[1]) for r in attempt_rows}
+    keys = [f.partition_key for f in failures]
+    states = catalog.job_states(keys)
+    previous = store.failed_runs_of(keys)
     now = utcnow()
-    rows, unrecorded = [], []
-    states = catalog.job_states([f.partition_key for f in failures])
     base_s = env_float("EDVMP_REDRIVE_BASE_DELAY_S", 30.0)
+    cap = env_int("EDVMP_MAX_REDRIVES", 3, minimum=0)
+    incidents: list[NewIncident] = []
+    unfinished: dict[str, tuple[str, str]] = {}
     for f in failures:
-        version = versions.get(f.partition_key)
+        state = states.get(f.partition_key)
+        version = state.version if state is not None else None
         cls = classify_failure(
             f.error_type, f.message, f.stack, error_class_hint=f.error_class_hint
         )
@@ -148,43 +140,30 @@ def record_run_failure(
         redact = [version.object_key, version.etag] if version else []
         fp = fingerprint(cls.name, message, redact=redact)
         attempt = previous.get(f.partition_key, 0) + 1
-        max_redrives = min(cls.max_redrives, env_int("EDVMP_MAX_REDRIVES", 3, minimum=0))
+        max_redrives = min(cls.max_redrives, cap)
         next_at = None
         if cls.retryable and attempt <= max_redrives:
             next_at = now + timedelta(seconds=backoff_delay(attempt, base_s, 3600, _jitter))
-        rows.append(
-            {
-                "incident_id": incident_id_for(f.partition_key, fp),
-                "kind": OCCURRED,
-                "partition_key": f.partition_key,
-                "source": version.source if version else None,
-                "object_key": version.object_key if version else None,
-                "etag": version.etag if version else None,
-                "class": cls.name,
-                "retryable": cls.retryable,
-                "fingerprint": fp,
-                "message": message,
-                "error_type": f.error_type,
-                "action": cls.action,
-                "runbook": cls.runbook,
-                "max_redrives": max_redrives,
-                "run_id": run.run_id,
-                "next_attempt_at": next_at,
-                "event_at": now,
-            }
+        incidents.append(
+            NewIncident(
+                incident_id=incident_id_for(f.partition_key, fp),
+                partition_key=f.partition_key,
+                version=version,
+                failure_class=cls.name,
+                retryable=cls.retryable,
+                fingerprint=fp,
+                message=message,
+                error_type=f.error_type,
+                action=cls.action,
+                runbook=cls.runbook,
+                max_redrives=max_redrives,
+                next_attempt_at=next_at,
+            )
         )
-        state = states.get(f.partition_key)
-        if version is not None and (state is None or state.status != FAILED):
-            unrecorded.append((f.partition_key, version, cls.name, message))
-    # Versions the crash left RUNNING or PENDING now say FAILED, with the class found here.
-    catalog.record_events(
-        [(pk, v) for pk, v, _, _ in unrecorded],
-        FAILED,
-        run_id=run.run_id,
-        errors={pk: (cls, msg) for pk, _, cls, msg in unrecorded},
-    )
-    append_rows(catalog.root, "incident_events", schemas.INCIDENT_EVENTS, rows)
-    return [r["incident_id"] for r in rows]
+        if state is not None and state.status != FAILED:
+            # Versions the crash left RUNNING or PENDING now say FAILED, with this class.
+            unfinished[f.partition_key] = (cls.name, message)
+    return store.record_incidents(run.run_id, incidents, unfinished)
 
 
 def _jitter() -> float:
@@ -195,39 +174,15 @@ def _jitter() -> float:
 def due_redrives(catalog: Catalog, *, limit: int = 100) -> list[tuple[str, str, int]]:
     """``(incident_id, partition_key, attempt)`` of open retryable incidents whose backoff
     has elapsed and that have not been redriven since their last failure."""
-    _, rows = catalog.query(
-        """
-        SELECT incident_id, partition_key, attempts + 1 FROM incidents
-        WHERE status = 'OPEN' AND retryable AND next_attempt_at IS NOT NULL
-          AND next_attempt_at <= ?
-          AND (last_redrive_at IS NULL OR last_redrive_at < last_seen)
-        ORDER BY next_attempt_at LIMIT ?
-        """,
-        [utcnow(), limit],
-    )
-    return [(r[0], r[1], int(r[2])) for r in rows]
+    return [
+        (i.incident_id, i.partition_key, i.attempts + 1)
+        for i in catalog.state.due_redrives(utcnow(), limit=limit)
+    ]
 
 
-def record_redrives(
-    catalog: Catalog, redrives: Sequence[tuple[str, str, int]], run_ids: Sequence[str | None]
-) -> None:
-    """Append REDRIVE_REQUESTED events (so the same failure is redriven once)."""
-    now = utcnow()
-    append_rows(
-        catalog.root,
-        "incident_events",
-        schemas.INCIDENT_EVENTS,
-        [
-            {
-                "incident_id": iid,
-                "kind": REDRIVE_REQUESTED,
-                "partition_key": pk,
-                "run_id": run_id,
-                "event_at": now,
-            }
-            for (iid, pk, _), run_id in zip(redrives, run_ids, strict=True)
-        ],
-    )
+def record_redrives(catalog: Catalog, redrives: Sequence[tuple[str, str, int]]) -> None:
+    """Count one redrive of each incident (so the same failure is redriven once)."""
+    catalog.state.record_redrives([iid for iid, _, _ in redrives])
 
 
 def attempt_tags(attempt: int) -> dict[str, str]:

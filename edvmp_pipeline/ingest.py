@@ -70,12 +70,15 @@ def list_versions(spec: SourceSpec, store: ObjectStoreResource) -> list[ObjectVe
 
 
 def add_partitions(instance: dg.DagsterInstance, keys: Sequence[str]) -> None:
-    """Add dynamic partitions in batches (SQLite chokes on tens of thousands at once)."""
-    existing = set(instance.get_dynamic_partitions(videos_partitions.name))
-    missing = [k for k in dict.fromkeys(keys) if k not in existing]
-    for i in range(0, len(missing), ADD_PARTITIONS_BATCH):
+    """Add dynamic partitions in batches (SQLite chokes on tens of thousands at once).
+
+    Dagster's ``add_dynamic_partitions`` skips keys it has (a keyed lookup per batch), so
+    nothing here reads the whole partition list.
+    """
+    wanted = list(dict.fromkeys(keys))
+    for i in range(0, len(wanted), ADD_PARTITIONS_BATCH):
         instance.add_dynamic_partitions(
-            videos_partitions.name, missing[i : i + ADD_PARTITIONS_BATCH]
+            videos_partitions.name, wanted[i : i + ADD_PARTITIONS_BATCH]
         )
 
 

@@ -31,31 +31,23 @@ def redrive(
 ) -> RedriveOutcome:
     """Run the versions of the matching OPEN incidents again, in-process, and report."""
     catalog = Catalog(catalog_root()).ensure()
-    if incident_id:
-        where, params = "incident_id = ?", [incident_id]
-    elif fingerprint:
-        where, params = "fingerprint = ?", [fingerprint]
-    else:
-        where, params = '"class" = ?', [failure_class]
-    _, rows = catalog.query(
-        f"SELECT incident_id, partition_key, attempts + 1, object_key, source FROM incidents "
-        f"WHERE status = 'OPEN' AND {where} ORDER BY partition_key",
-        params,
+    found = catalog.state.open_incidents(
+        incident_id=incident_id, failure_class=failure_class, fingerprint=fingerprint
     )
     outcome = RedriveOutcome()
-    if not rows:
+    if not found:
         return outcome
-    outcome.incidents = [r[0] for r in rows]
-    outcome.partition_keys = list(dict.fromkeys(r[1] for r in rows))
-    outcome.object_keys = {r[1]: r[3] for r in rows}
+    outcome.incidents = [i.incident_id for i in found]
+    outcome.partition_keys = list(dict.fromkeys(i.partition_key for i in found))
+    outcome.object_keys = {i.partition_key: i.object_key or "" for i in found}
     instance = get_instance()
     add_partitions(instance, outcome.partition_keys)
-    record_redrives(catalog, [(r[0], r[1], int(r[2])) for r in rows], [None] * len(rows))
-    attempt = max(int(r[2]) for r in rows)
+    record_redrives(catalog, [(i.incident_id, i.partition_key, i.attempts + 1) for i in found])
+    attempt = max(i.attempts + 1 for i in found)
     outcome.run_ids = run_batches(
         instance,
         outcome.partition_keys,
-        source=rows[0][4] or "",
+        source=found[0].source or "",
         batch_size=DEFAULT_BATCH_SIZE,
         workers=0,
         trigger="edvmp-redrive",

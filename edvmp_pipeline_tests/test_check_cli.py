@@ -57,7 +57,7 @@ def _edvmp(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[st
 def _catalog_files(home: Path) -> dict[str, int]:
     return {
         table: len(list((home / "catalog" / table).glob("*.parquet")))
-        for table in ("videos", "streams", "job_events", "checks", "summaries")
+        for table in ("videos", "streams", "checks", "summaries")
     }
 
 

@@ -210,7 +210,7 @@ def test_killed_ingest_leaves_no_partial_file_and_is_recovered(tmp_path: Path, h
         assert proc.poll() is None, "ingest finished before it could be killed"
         assert time.monotonic() < deadline
         if (home / "catalog").exists():
-            _, rows = cat.query("SELECT count(*) FROM job_events WHERE status = 'RUNNING'")
+            _, rows = cat.query("SELECT count(*) FROM jobs WHERE status = 'RUNNING'")
             if rows[0][0]:
                 break
         time.sleep(0.05)
@@ -218,8 +218,8 @@ def test_killed_ingest_leaves_no_partial_file_and_is_recovered(tmp_path: Path, h
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     # Every visible file is complete (a partial one would fail to read).
-    _, rows = cat.query("SELECT count(*) FROM job_events")
-    assert rows[0][0] >= 45
+    _, rows = cat.query("SELECT count(*) FROM jobs")
+    assert rows[0][0] == 45
     _, rows = cat.query("SELECT count(*) FROM videos")
     assert rows == [(0,)]
 

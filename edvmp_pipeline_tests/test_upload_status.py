@@ -6,14 +6,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
 import pytest
 from botocore.client import BaseClient
 
-from edvmp_pipeline.cli.status_cmd import RunInfo, resolve_state
 from edvmp_pipeline.domain.partition_keys import normalise_etag, partition_key_for
 from edvmp_pipeline.domain.video_filter import DEFAULT_VIDEO_EXTENSIONS
 from edvmp_pipeline.resources.catalog_resource import CatalogResource
@@ -284,32 +282,3 @@ def test_presign_upload_signs_the_content_type() -> None:
         presign_upload(client, "uploads", "k.mp4", content_type="video/mp4\r\nX-Evil: 1")
     with pytest.raises(Exception, match="expiry"):
         presign_upload(client, "uploads", "k.mp4", expires_s=8 * 24 * 3600)
-
-
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def _row(status: str, finished: datetime | None = None, run_id: str | None = "r1") -> dict:
-    return {"status": status, "finished_at": finished, "run_id": run_id}
-
-
-def test_resolve_state() -> None:
-    queued = RunInfo("r1", "QUEUED", T0)
-    started = RunInfo("r1", "STARTED", T0)
-    assert resolve_state(None, []).state is None
-    assert resolve_state(None, [queued]).state == "QUEUED"
-    assert resolve_state(_row("PENDING", run_id=None), []).state == "PENDING"
-    assert resolve_state(_row("PENDING", run_id=None), [queued]).state == "QUEUED"
-    assert resolve_state(_row("PENDING", run_id=None), [started]).state == "RUNNING"
-    assert resolve_state(_row("RUNNING"), [started]).state == "RUNNING"
-    done = resolve_state(_row("SUCCEEDED", T0 + timedelta(seconds=5)), [started])
-    assert (done.state, done.settled) == ("SUCCEEDED", True), "later steps still running"
-    # A run that died before writing anything: FAILED now, settled once the catalog agrees.
-    crashed = resolve_state(_row("RUNNING"), [RunInfo("r1", "FAILURE", T0)])
-    assert (crashed.state, crashed.settled) == ("FAILED", False)
-    failed = resolve_state(_row("FAILED", T0), [RunInfo("r1", "FAILURE", T0)])
-    assert (failed.state, failed.settled) == ("FAILED", True)
-    # A redrive queued after the failure: the job is being processed again.
-    redrive = RunInfo("r2", "QUEUED", T0 + timedelta(minutes=1))
-    again = resolve_state(_row("FAILED", T0), [redrive, RunInfo("r1", "FAILURE", T0)])
-    assert (again.state, again.run, again.settled) == ("QUEUED", redrive, False)

@@ -62,28 +62,23 @@ def check_spec(rule: Rule) -> dg.AssetCheckSpec:
 
 
 def rows_to_check(
-    catalog: Catalog, partition_keys: Sequence[str], rule_ids: Sequence[str]
+    catalog: Catalog, partition_keys: Sequence[str], *, recheck: bool = False
 ) -> list[dict[str, Any]]:
-    """``videos`` rows among ``partition_keys`` not yet checked against all ``rule_ids``.
+    """``videos`` rows among ``partition_keys`` whose current metadata is not checked yet.
 
-    A row counts as checked for a rule when a ``checks`` row for it is at least as new as the
-    metadata, so a re-probed version is checked again and other versions in the run's range
-    (processed by someone else) are not checked twice.
+    The state store says which: a version is checked when its ``checked_at`` is at least as
+    new as its metadata, so a re-probed version is checked again and other versions in the
+    run's range (processed by someone else) are not checked twice. ``recheck`` (a run of a
+    subset of the rules) takes every version with metadata.
     """
-    if not partition_keys or not rule_ids:
-        return []
-    cols, rows = catalog.query(
-        """
-        SELECT v.* FROM videos v
-        WHERE v.partition_key IN (SELECT unnest(?))
-          AND (SELECT count(DISTINCT c.rule_id) FROM checks c
-               WHERE c.partition_key = v.partition_key AND c.rule_id IN (SELECT unnest(?))
-                 AND c.checked_at >= v.processed_at) < ?
-        ORDER BY v.object_key, v.partition_key
-        """,
-        [list(partition_keys), list(rule_ids), len(rule_ids)],
-    )
-    return [dict(zip(cols, r, strict=True)) for r in rows]
+    states = catalog.job_states(partition_keys)
+    todo = [
+        pk
+        for pk, s in states.items()
+        if s.metadata_at is not None
+        and (recheck or s.checked_at is None or s.checked_at < s.metadata_at)
+    ]
+    return catalog.video_rows(todo)
 
 
 def evaluate_rows(
@@ -112,6 +107,27 @@ def evaluate_rows(
                 }
             )
     return check_rows, outcomes
+
+
+def check_and_land(
+    catalog: Catalog,
+    rules: Sequence[Rule],
+    partition_keys: Sequence[str],
+    *,
+    run_id: str,
+    every_rule: bool = True,
+) -> tuple[list[dict[str, Any]], list[RuleOutcome]]:
+    """The step's work without Dagster: evaluate ``rules`` on the versions not checked yet
+    and land one ``checks`` row per (version, rule). ``every_rule`` says ``rules`` is the
+    whole policy, so the versions count as checked."""
+    rows = rows_to_check(catalog, partition_keys, recheck=not every_rule)
+    check_rows, outcomes = evaluate_rows(rules, rows)
+    catalog.write_checks(
+        check_rows,
+        run_id=run_id,
+        complete=[r["partition_key"] for r in rows] if every_rule else (),
+    )
+    return rows, outcomes
 
 
 def check_result(outcome: RuleOutcome) -> dg.AssetCheckResult:
@@ -158,9 +174,13 @@ def build_compliance_checks(policy: Policy) -> dg.AssetChecksDefinition | None:
         run_id = context.run.run_id
         names = {key.name for key in context.selected_asset_check_keys}
         selected = [rule for rule_id, rule in rules.items() if rule_id in names]
-        rows = rows_to_check(cat, context.partition_keys, [r.id for r in selected])
-        check_rows, outcomes = evaluate_rows(selected, rows)
-        cat.write_checks(check_rows, run_id=run_id)
+        rows, outcomes = check_and_land(
+            cat,
+            selected,
+            context.partition_keys,
+            run_id=run_id,
+            every_rule=len(selected) == len(rules),
+        )
         context.log.info(f"{len(rows)} versions checked against {len(selected)} rules")
         if rows:
             for outcome in outcomes:

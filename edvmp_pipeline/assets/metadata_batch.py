@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from edvmp_pipeline.catalog.store import FAILED, RUNNING, SUCCEEDED, Catalog
+from edvmp_pipeline.catalog.store import Catalog
 from edvmp_pipeline.domain.backoff import retry_call
 from edvmp_pipeline.domain.errors import PipelineError
 from edvmp_pipeline.domain.records import ObjectVersion, VideoRecord
@@ -107,24 +107,30 @@ def process_batch(
 ) -> BatchOutcome:
     """Probe every version in ``partition_keys`` in parallel and write the catalog.
 
-    Versions already SUCCEEDED are skipped unless ``force``; ``only`` (when not empty)
-    restricts the batch to those keys. Per-version failures never stop the batch.
+    Each version is claimed in the state store first: one already SUCCEEDED (unless
+    ``force``) or RUNNING in another live run is skipped, so racing runs process it once.
+    ``only`` (when not empty) restricts the batch to those keys. Per-version failures never
+    stop the batch.
     """
     outcome = BatchOutcome()
-    wanted = [pk for pk in partition_keys if not only or pk in set(only)]
-    if not force:
-        states = catalog.job_states(wanted)
-        done = {pk for pk, s in states.items() if s.status == SUCCEEDED}
-        outcome.skipped = [pk for pk in wanted if pk in done]
-        wanted = [pk for pk in wanted if pk not in done]
-    versions = catalog.versions(wanted)
-    for pk in wanted:
-        if pk not in versions:
-            outcome.failed.append(
-                VersionFailure(pk, None, "unknown", "unknown version: not in the catalog", False)
-            )
-    todo = [(pk, versions[pk]) for pk in wanted if pk in versions]
-    catalog.record_events(todo, RUNNING, run_id=run_id)
+    chosen = set(only)
+    wanted = list(dict.fromkeys(pk for pk in partition_keys if not chosen or pk in chosen))
+    claimed = catalog.state.claim(wanted, run_id or "", force=force)
+    if len(claimed) < len(wanted):
+        states = catalog.job_states([pk for pk in wanted if pk not in claimed])
+        for pk in wanted:
+            if pk in claimed:
+                continue
+            if pk not in states:
+                outcome.failed.append(
+                    VersionFailure(
+                        pk, None, "unknown", "unknown version: not in the catalog", False
+                    )
+                )
+            else:
+                # SUCCEEDED already, or RUNNING in another live run: not this run's to do.
+                outcome.skipped.append(pk)
+    todo = [(pk, claimed[pk].version) for pk in wanted if pk in claimed]
 
     def work(item: tuple[str, ObjectVersion]) -> tuple[str, ObjectVersion, object]:
         pk, version = item
@@ -144,13 +150,13 @@ def process_batch(
                 assert isinstance(result, VideoRecord)
                 outcome.succeeded.append((pk, version, result))
 
-    catalog.write_results(outcome.succeeded, run_id=run_id)
-    catalog.record_events([(pk, v) for pk, v, _ in outcome.succeeded], SUCCEEDED, run_id=run_id)
-    failed_known = [f for f in outcome.failed if f.version is not None]
-    catalog.record_events(
-        [(f.partition_key, f.version) for f in failed_known if f.version is not None],
-        FAILED,
-        run_id=run_id,
-        errors={f.partition_key: (f.error_class, f.reason) for f in failed_known},
+    # Results first: a version the store calls SUCCEEDED always has its rows.
+    stem = catalog.write_results(outcome.succeeded, run_id=run_id)
+    catalog.state.mark_succeeded(
+        [pk for pk, _, _ in outcome.succeeded], run_id or "", result_file=stem
+    )
+    catalog.state.mark_failed(
+        {f.partition_key: (f.error_class, f.reason) for f in outcome.failed if f.version},
+        run_id or "",
     )
     return outcome

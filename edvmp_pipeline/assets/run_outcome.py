@@ -21,7 +21,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from edvmp_pipeline.catalog.store import Catalog
+from edvmp_pipeline.catalog.store import FAILED, Catalog
 
 # Step keys in the order the gate prefers them: the run fails in the last one it executes.
 # video_summary and the compliance checks both depend on video_metadata only, so when one of
@@ -74,27 +74,17 @@ def is_last_selected_step(
 
 
 def failed_in_run(catalog: Catalog, run_id: str) -> list[tuple[str, str, str]]:
-    """``(partition_key, error_class, error)`` of every version whose latest event in this
-    run is FAILED."""
-    _, rows = catalog.query(
-        """
-        SELECT partition_key, error_class, error FROM job_events
-        WHERE run_id = ?
-        QUALIFY row_number() OVER (PARTITION BY partition_key ORDER BY event_at DESC) = 1
-            AND status = 'FAILED'
-        ORDER BY partition_key
-        """,
-        [run_id],
-    )
-    return [(r[0], r[1] or "unknown", r[2] or "") for r in rows]
+    """``(partition_key, error_class, error)`` of every version this run left FAILED."""
+    return [
+        (s.partition_key, s.error_class or "unknown", s.error or "")
+        for s in catalog.state.in_run(run_id)
+        if s.status == FAILED
+    ]
 
 
 def versions_in_run(catalog: Catalog, run_id: str) -> set[str]:
-    """Partition keys of every version with a job event in this run (for the gate's count)."""
-    _, rows = catalog.query(
-        "SELECT DISTINCT partition_key FROM job_events WHERE run_id = ?", [run_id]
-    )
-    return {r[0] for r in rows}
+    """Partition keys of every version this run processed (for the gate's count)."""
+    return {s.partition_key for s in catalog.state.in_run(run_id)}
 
 
 def run_failure(failed: list[tuple[str, str, str]], n_total: int) -> dg.Failure:

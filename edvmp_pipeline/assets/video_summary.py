@@ -5,7 +5,7 @@ template by default, or Amazon Bedrock's Converse API. The step summarises the v
 run's partitions whose metadata is in the catalog and has no summary yet, writes them to the
 ``summaries`` table in one atomic file, and logs one materialisation per summarised version.
 
-A summarizer failure never touches the metadata: the version's job gets a FAILED event with
+A summarizer failure never touches the metadata: the version's job is marked FAILED with
 the failure class (``summarizer_error``, ``throttled``, ``summarizer_unavailable``) and the
 run's gate (see ``run_outcome``) fails the run once for every version that failed in it.
 
@@ -29,7 +29,7 @@ import dagster as dg
 from edvmp_pipeline.assets.partitions import videos_partitions
 from edvmp_pipeline.assets.run_outcome import fail_run_if_versions_failed, versions_in_run
 from edvmp_pipeline.assets.video_metadata import video_metadata
-from edvmp_pipeline.catalog.store import FAILED, Catalog
+from edvmp_pipeline.catalog.store import SUCCEEDED, Catalog
 from edvmp_pipeline.domain.errors import PipelineError
 from edvmp_pipeline.domain.records import ObjectVersion, VideoRecord
 from edvmp_pipeline.resources.catalog_resource import CatalogResource
@@ -72,20 +72,14 @@ def versions_to_summarise(
     partition range happens to cover it) and no summary was written since its metadata was
     (a forced re-probe gets a new summary). ``force`` drops the last condition.
     """
-    if not partition_keys:
-        return []
-    _, rows = catalog.query(
-        """
-        SELECT v.partition_key FROM videos v JOIN jobs j USING (partition_key)
-        WHERE v.partition_key IN (SELECT unnest(?)) AND j.status = 'SUCCEEDED'
-          AND (? OR NOT EXISTS (
-                SELECT 1 FROM summaries s
-                WHERE s.partition_key = v.partition_key AND s.created_at >= v.processed_at))
-        ORDER BY v.partition_key
-        """,
-        [list(partition_keys), force],
+    states = catalog.job_states(partition_keys)
+    return sorted(
+        pk
+        for pk, s in states.items()
+        if s.status == SUCCEEDED
+        and s.metadata_at is not None
+        and (force or s.summary_at is None or s.summary_at < s.metadata_at)
     )
-    return [r[0] for r in rows]
 
 
 def summarise(
@@ -134,6 +128,28 @@ def summary_rows(
     ]
 
 
+def summarise_and_land(
+    catalog: Catalog,
+    summarizer: SummarizerResource,
+    partition_keys: Sequence[str],
+    *,
+    run_id: str,
+    force: bool = False,
+    workers: int = DEFAULT_WORKERS,
+) -> tuple[list[str], list[tuple[str, ObjectVersion, Summary]], list[SummaryFailure]]:
+    """The step's work without Dagster: summarise what needs it, land it, record failures.
+
+    Returns (versions considered, summaries written, failures). The catalog is written
+    before anything is reported, so whatever Dagster shows as materialised is in it.
+    """
+    todo = versions_to_summarise(catalog, partition_keys, force=force)
+    records = catalog.video_records(todo)
+    succeeded, failed = summarise(records, summarizer, workers=workers)
+    catalog.write_summaries(summary_rows(succeeded), run_id=run_id)
+    catalog.state.mark_failed({f.partition_key: (f.error_class, f.reason) for f in failed}, run_id)
+    return todo, succeeded, failed
+
+
 def _materialization_metadata(
     version: ObjectVersion, summary: Summary
 ) -> dict[str, dg.MetadataValue | str | int]:
@@ -179,17 +195,13 @@ def video_summary(
     """Summarise the run's versions that have metadata; one materialisation per summary."""
     cat = catalog.catalog()
     run_id = context.run.run_id
-    todo = versions_to_summarise(cat, context.partition_keys, force=config.force)
-    records = cat.video_records(todo)
-    succeeded, failed = summarise(records, summarizer, workers=summary_workers(config))
-
-    # Catalog first, so that anything Dagster shows as materialised is in the catalog.
-    cat.write_summaries(summary_rows(succeeded), run_id=run_id)
-    cat.record_events(
-        [(f.partition_key, f.version) for f in failed],
-        FAILED,
+    todo, succeeded, failed = summarise_and_land(
+        cat,
+        summarizer,
+        context.partition_keys,
         run_id=run_id,
-        errors={f.partition_key: (f.error_class, f.reason) for f in failed},
+        force=config.force,
+        workers=summary_workers(config),
     )
     context.log.info(
         f"{len(succeeded)} summaries written, {len(failed)} failed, "

@@ -1,26 +1,73 @@
-"""Compaction: merge a table's many small Parquet files into one.
+"""Automatic, tiered compaction of the result tables: the file count stays bounded by itself.
 
-Every run appends its own small files, so a busy bucket (one run per upload) piles up
-thousands of them and view queries slow down with the file count. Compaction writes the
-union of a table's files as one new file (atomically, like every write) and only then
-deletes the files it merged. A reader never sees a row missing; one that globbed the folder
-just before the deletes can fail once with a missing-file error and succeeds on retry, so run
-it when the catalog is quiet (e.g. from cron). A lock file keeps two compactions apart.
+Every run appends its own small Parquet files (one per table), so an event-driven library
+would pile up one file per upload per table and every read would slow down with history.
+After each append the writer calls :func:`maybe_compact`: when a table holds ``FANOUT_L0``
+fresh files (level 0), they are merged into one level-1 file; ``FANOUT`` files of level n
+merge into one of level n+1, and so on. A table of N rows thus has at most
+``FANOUT_L0 + FANOUT * levels`` files (levels = log_FANOUT(N / FANOUT_L0), about 5 at 100,000
+versions), and each row is rewritten once per level: the amortised cost per write is a
+constant, not a function of the history.
+
+Safety:
+- concurrent writers: a merge takes only the files it listed; files written after that stay;
+- two compactions: a non-blocking lock per table, so a writer never waits for another's merge;
+- readers: the merged file is written (atomically) before the merged ones are deleted, so no
+  row is ever missing; the duplicates visible in between are the same rows, which every read
+  collapses (newest row per key); a reader that listed a file just deleted retries
+  (:func:`edvmp_pipeline.catalog.store.retry_on_vanished_file`);
+- SIGKILL at any moment: before the rename nothing changed (a temp file is swept later);
+  after it, the old files are still there and the next merge folds them in, deduplicated.
 """
 
 from __future__ import annotations
 
 import fcntl
+import re
+import uuid
+from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from edvmp_pipeline.catalog import schemas
-from edvmp_pipeline.catalog.parquet_files import SCHEMA_FILE, _write_atomically, sweep_temp_files
+from edvmp_pipeline.catalog.parquet_files import (
+    SCHEMA_FILE,
+    data_files,
+    sweep_temp_files,
+    utc_stamp,
+    write_atomically,
+)
 
-COMPACTED_PREFIX = "compacted-"
+FANOUT_L0 = 32
+FANOUT = 8
+# Rows per row group of a merged file: sorted by partition key, so a keyed read skips the
+# row groups whose min/max exclude the key.
+ROW_GROUP_ROWS = 16_384
+LOCK_FILE = ".compaction.lock"
+_LEVEL = re.compile(r"^L(\d+)-")
+
+
+def level_of(path: Path) -> int:
+    """The compaction level a data file belongs to (0 = written by a run)."""
+    match = _LEVEL.match(path.name)
+    if match:
+        return int(match.group(1))
+    # `edvmp compact` of the first release wrote "compacted-…" files.
+    return 1 if path.name.startswith("compacted-") else 0
+
+
+def file_budget(versions: int) -> int:
+    """The most data files a table holding ``versions`` versions keeps (tests, README)."""
+    levels, capacity = 0, FANOUT_L0
+    while capacity < max(versions, 1):
+        capacity *= FANOUT
+        levels += 1
+    return FANOUT_L0 + FANOUT * (levels + 1)
 
 
 @dataclass(frozen=True)
@@ -33,36 +80,128 @@ class CompactionResult:
     rows: int
 
 
-def compact_table(root: Path, table: str, *, min_files: int = 2) -> CompactionResult:
-    """Merge ``table``'s data files into one when it has at least ``min_files``."""
-    folder = root / table
-    files = sorted(p for p in folder.glob("*.parquet") if p.name != SCHEMA_FILE)
-    if len(files) < min_files:
-        return CompactionResult(table, len(files), len(files), -1)
-    schema = schemas.TABLES[table]
-    # Files written by older versions may lack newer columns: conform each to the schema.
-    merged = pa.concat_tables([_conform(pq.read_table(p), schema) for p in files])
-    stamp = files[-1].stem
-    _write_atomically(merged, folder / f"{COMPACTED_PREFIX}{stamp}.parquet")
-    for p in files:
-        p.unlink(missing_ok=True)
-    return CompactionResult(table, len(files), 1, merged.num_rows)
+@contextmanager
+def _table_lock(folder: Path, *, wait: bool):
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / LOCK_FILE, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with exactly ``schema``'s columns (files of older releases lack new ones)."""
     columns = []
-    for field in schema:
-        if field.name in table.column_names:
-            columns.append(table.column(field.name).cast(field.type))
+    for f in schema:
+        if f.name in table.column_names:
+            columns.append(table.column(f.name).cast(f.type))
         else:
-            columns.append(pa.nulls(table.num_rows, field.type))
+            columns.append(pa.nulls(table.num_rows, f.type))
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def compact(root: Path, *, min_files: int = 2) -> list[CompactionResult]:
-    """Compact every table of the catalog at ``root`` (and sweep stale temp files)."""
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".compaction.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        sweep_temp_files(root)
-        return [compact_table(root, t, min_files=min_files) for t in schemas.TABLES]
+def merge(table: str, files: Sequence[Path]) -> pa.Table:
+    """The rows of ``files``, newest per key only, sorted by key."""
+    schema = schemas.TABLES[table]
+    keys, newest = schemas.DEDUPE[table]
+    data = pa.concat_tables([conform(pq.ParquetFile(p).read(), schema) for p in files])
+    con = duckdb.connect(":memory:")
+    try:
+        con.register("rows_in", data)
+        by = ", ".join(keys)
+        result = con.sql(
+            f"SELECT * FROM rows_in QUALIFY row_number() OVER "
+            f"(PARTITION BY {by} ORDER BY {newest} DESC NULLS LAST) = 1 ORDER BY {by}"
+        ).to_arrow_table()
+    finally:
+        con.close()
+    return conform(result, schema)
+
+
+def _merge_level(folder: Path, table: str, level: int, files: Sequence[Path]) -> int:
+    merged = merge(table, files)
+    target = folder / f"L{level + 1}-{utc_stamp()}-{uuid.uuid4().hex[:12]}.parquet"
+    write_atomically(merged, target, row_group_size=ROW_GROUP_ROWS)
+    for p in files:
+        p.unlink(missing_ok=True)
+    return merged.num_rows
+
+
+def _due_levels(files: Sequence[Path], *, everything: bool) -> dict[int, list[Path]]:
+    by_level: dict[int, list[Path]] = {}
+    for p in files:
+        by_level.setdefault(level_of(p), []).append(p)
+    if everything:
+        return by_level
+    return {
+        lvl: group
+        for lvl, group in by_level.items()
+        if len(group) >= (FANOUT_L0 if lvl == 0 else FANOUT)
+    }
+
+
+def maybe_compact(root: Path, table: str) -> bool:
+    """Merge the levels of ``table`` that are full; never waits for another compaction.
+
+    Called by every writer after it appends; costs one directory listing when nothing is
+    due. Returns True when something was merged.
+    """
+    folder = root / table
+    if not _due_levels(data_files(folder), everything=False):
+        return False
+    with _table_lock(folder, wait=False) as locked:
+        if not locked:
+            return False
+        merged_any = False
+        level = 0
+        while True:
+            # Re-list under the lock: another compaction may have finished meanwhile.
+            due = _due_levels(data_files(folder), everything=False)
+            ready = sorted(lvl for lvl in due if lvl >= level)
+            if not ready:
+                return merged_any
+            level = ready[0]
+            _merge_level(folder, table, level, sorted(due[level]))
+            merged_any = True
+
+
+def compact_table(root: Path, table: str) -> CompactionResult:
+    """Merge every data file of ``table`` into one (what ``edvmp compact`` does)."""
+    folder = root / table
+    with _table_lock(folder, wait=True):
+        files = data_files(folder)
+        if len(files) < 2:
+            return CompactionResult(table, len(files), len(files), -1)
+        top = max(level_of(p) for p in files)
+        rows = _merge_level(folder, table, top, files)
+        return CompactionResult(table, len(files), len(data_files(folder)), rows)
+
+
+def compact(root: Path) -> list[CompactionResult]:
+    """Compact every result table at ``root`` fully (and sweep stale temp files).
+
+    Never needed for the file count (writers keep it bounded); useful before copying a
+    catalog elsewhere, or to fold the duplicates of heavy re-processing.
+    """
+    sweep_temp_files(root)
+    return [compact_table(root, t) for t in schemas.TABLES]
+
+
+__all__ = [
+    "FANOUT",
+    "FANOUT_L0",
+    "SCHEMA_FILE",
+    "CompactionResult",
+    "compact",
+    "compact_table",
+    "file_budget",
+    "level_of",
+    "maybe_compact",
+    "merge",
+]

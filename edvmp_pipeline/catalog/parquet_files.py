@@ -27,11 +27,30 @@ def table_dir(root: Path, table: str) -> Path:
     return root / table
 
 
-def _write_atomically(table: pa.Table, final: Path) -> Path:
+def utc_stamp() -> str:
+    """A sortable UTC timestamp for file names."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+
+
+def data_files(folder: Path) -> list[Path]:
+    """The data files of one table folder (not the schema marker, not temp files)."""
+    try:
+        with os.scandir(folder) as entries:
+            return sorted(
+                Path(e.path)
+                for e in entries
+                if e.name.endswith(".parquet") and not e.name.startswith((".", "_"))
+            )
+    except FileNotFoundError:
+        return []
+
+
+def write_atomically(table: pa.Table, final: Path, *, row_group_size: int | None = None) -> Path:
+    """Write ``table`` to ``final`` so that readers see the whole file or none of it."""
     tmp = final.with_name(f".{final.stem}-{uuid.uuid4().hex}{TMP_SUFFIX}")
     try:
         with open(tmp, "wb") as handle:
-            pq.write_table(table, handle, compression="zstd")
+            pq.write_table(table, handle, compression="zstd", row_group_size=row_group_size)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, final)
@@ -47,12 +66,22 @@ def ensure_table(root: Path, table: str, schema: pa.Schema) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     marker = folder / SCHEMA_FILE
     if not marker.exists():
-        _write_atomically(schema.empty_table(), marker)
+        write_atomically(schema.empty_table(), marker)
     return folder
 
 
+def new_stem() -> str:
+    """A fresh, sortable file stem (writes of one batch to several tables share it)."""
+    return f"{utc_stamp()}-{uuid.uuid4().hex[:12]}"
+
+
 def append_rows(
-    root: Path, table: str, schema: pa.Schema, rows: Iterable[Mapping[str, Any]]
+    root: Path,
+    table: str,
+    schema: pa.Schema,
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    stem: str | None = None,
 ) -> Path | None:
     """Write ``rows`` as one new Parquet file of ``table``; returns its path (None if no rows)."""
     rows = list(rows)
@@ -60,8 +89,7 @@ def append_rows(
         return None
     folder = ensure_table(root, table, schema)
     data = pa.Table.from_pylist([{f: r.get(f) for f in schema.names} for r in rows], schema)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    return _write_atomically(data, folder / f"{stamp}-{uuid.uuid4().hex[:12]}.parquet")
+    return write_atomically(data, folder / f"{stem or new_stem()}.parquet")
 
 
 def sweep_temp_files(root: Path, older_than_s: float = 3600.0) -> int:

@@ -1,4 +1,9 @@
-"""Arrow schemas of the catalog tables (one folder of Parquet files each)."""
+"""Arrow schemas of the catalog's result tables (one folder of Parquet files each).
+
+Registry, job state and incidents live in the state store (``state_store.py``); the
+``OBJECTS``, ``JOB_EVENTS`` and ``INCIDENT_EVENTS`` schemas describe the Parquet tables in
+which the first release kept them, read once by the migration.
+"""
 
 from __future__ import annotations
 
@@ -76,7 +81,7 @@ STREAMS = pa.schema(
     ]
 )
 
-# Append-only state transitions; the ``jobs`` view folds them into one row per version.
+# First release only (migrated): append-only state transitions.
 JOB_EVENTS = pa.schema(
     [
         ("partition_key", pa.string()),
@@ -91,8 +96,8 @@ JOB_EVENTS = pa.schema(
     ]
 )
 
-# Append-only: one OCCURRED row per (failed run, version), one REDRIVE_REQUESTED row per redrive.
-# The ``incidents`` view folds them into one row per (version, failure fingerprint).
+# First release only (migrated): one OCCURRED row per (failed run, version), one
+# REDRIVE_REQUESTED row per redrive.
 INCIDENT_EVENTS = pa.schema(
     [
         ("incident_id", pa.string()),
@@ -151,11 +156,24 @@ CHECKS = pa.schema(
 )
 
 TABLES: dict[str, pa.Schema] = {
-    "objects": OBJECTS,
     "videos": VIDEOS,
     "streams": STREAMS,
-    "job_events": JOB_EVENTS,
     "summaries": SUMMARIES,
     "checks": CHECKS,
+}
+
+# The key of each result table and the column that says which row is newest: a version
+# processed twice (a redrive, a forced re-run) has several rows, and reads and compaction keep
+# the newest per key, which makes every write idempotent for readers.
+DEDUPE: dict[str, tuple[tuple[str, ...], str]] = {
+    "videos": (("partition_key",), "processed_at"),
+    "streams": (("partition_key", "stream_index"), "processed_at"),
+    "summaries": (("partition_key",), "created_at"),
+    "checks": (("partition_key", "rule_id"), "checked_at"),
+}
+
+LEGACY_TABLES: dict[str, pa.Schema] = {
+    "objects": OBJECTS,
+    "job_events": JOB_EVENTS,
     "incident_events": INCIDENT_EVENTS,
 }

@@ -1,40 +1,107 @@
-"""Read and write the catalog: a folder of Parquet tables plus a DuckDB file of views."""
+"""The catalog: the state store (one home of job state and incidents), the Parquet result
+tables (kept to a bounded number of files by the writers themselves) and the DuckDB views
+that people query.
+
+Every read and write of the catalog goes through :class:`Catalog`; callers get dataclasses
+or rows of named queries, never a connection to run their own SQL on (``edvmp query`` is the
+one place where a person's SQL runs, on the views).
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from edvmp_pipeline.catalog import schemas
-from edvmp_pipeline.catalog.parquet_files import append_rows, ensure_table
-from edvmp_pipeline.catalog.views import view_sql
+from edvmp_pipeline.catalog.compaction import maybe_compact
+from edvmp_pipeline.catalog.parquet_files import append_rows, data_files, ensure_table, new_stem
+from edvmp_pipeline.catalog.state_store import (
+    FAILED,
+    INCIDENT_COLUMNS,
+    INCIDENT_TIME_COLUMNS,
+    JOB_COLUMNS,
+    JOB_TIME_COLUMNS,
+    PENDING,
+    RUNNING,
+    STATE_FILE,
+    SUCCEEDED,
+    JobState,
+    SqliteStateStore,
+    utcnow,
+)
+from edvmp_pipeline.catalog.views import (
+    STATE_INCIDENTS,
+    STATE_JOBS,
+    STATE_SOURCES,
+    STATE_VIEW_SQL,
+    newest,
+    result_view_sql,
+)
 from edvmp_pipeline.domain.records import ObjectVersion, StreamRecord, VideoRecord
 
 DB_FILE = "catalog.duckdb"
 
-PENDING, RUNNING, SUCCEEDED, FAILED = "PENDING", "RUNNING", "SUCCEEDED", "FAILED"
+__all__ = [
+    "DB_FILE",
+    "FAILED",
+    "PENDING",
+    "RUNNING",
+    "SUCCEEDED",
+    "Catalog",
+    "JobState",
+    "retry_on_vanished_file",
+    "utcnow",
+]
+
+T = TypeVar("T")
+_VANISHED = ("No such file", "No files found", "Cannot open file", "could not be opened")
 
 
-def utcnow() -> datetime:
-    """The current time, timezone-aware UTC (what every catalog timestamp uses)."""
-    return datetime.now(UTC)
+def retry_on_vanished_file(fn: Callable[[], T], *, attempts: int = 5) -> T:
+    """Run a DuckDB read again when a file it listed was merged away meanwhile.
+
+    Compaction deletes merged files only after their rows are in a new file, so a second
+    listing always finds every row.
+    """
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except duckdb.IOException as exc:
+            if attempt == attempts - 1 or not any(s in str(exc) for s in _VANISHED):
+                raise
+            time.sleep(0.01 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
-@dataclass(frozen=True)
-class JobState:
-    """The catalog's current view of one version's processing."""
-
-    partition_key: str
-    status: str
-    attempts: int
-    error_class: str | None
-    error: str | None
+def _arrow(rows: Iterable[list[tuple]], names: Sequence[str], times: frozenset[str]) -> pa.Table:
+    columns: list[list[Any]] = [[] for _ in names]
+    for batch in rows:
+        for row in batch:
+            for i, value in enumerate(row):
+                columns[i].append(value)
+    arrays = []
+    for name, values in zip(names, columns, strict=True):
+        if name in times:
+            arrays.append(pa.array(values, pa.int64()).cast(schemas.TS))
+        elif name == "retryable":
+            arrays.append(pa.array([None if v is None else bool(v) for v in values], pa.bool_()))
+        elif name in ("attempts", "max_redrives", "redrives"):
+            arrays.append(pa.array(values, pa.int32()))
+        elif name == "size_bytes":
+            arrays.append(pa.array(values, pa.int64()))
+        else:
+            arrays.append(pa.array(values, pa.string()))
+    return pa.Table.from_arrays(arrays, names=list(names))
 
 
 class Catalog:
@@ -42,35 +109,65 @@ class Catalog:
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root).expanduser().resolve()
+        self._state: SqliteStateStore | None = None
 
     # -- set-up ---------------------------------------------------------------------------
     def ensure(self) -> Catalog:
-        """Create the table folders (idempotent)."""
+        """Create the table folders and the state store; migrate a first-release catalog."""
         for name, schema in schemas.TABLES.items():
             ensure_table(self.root, name, schema)
+        from edvmp_pipeline.catalog.migration import migrate_if_needed
+
+        migrate_if_needed(self.root, self.state)
         return self
+
+    @property
+    def state(self) -> SqliteStateStore:
+        """The state store (registry, job state, incidents)."""
+        if self._state is None:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._state = SqliteStateStore(self.root / STATE_FILE)
+        return self._state
 
     @property
     def db_path(self) -> Path:
         return self.root / DB_FILE
 
-    def connect(self) -> duckdb.DuckDBPyConnection:
-        """An in-memory DuckDB connection with every catalog view defined.
+    def connect(self, sql: str | None = None) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB connection with the catalog's views.
 
-        In-memory, so that any number of processes can read while runs write files; nothing
-        here ever takes the database file's write lock.
+        In-memory, so that any number of processes can read while runs write files. The
+        state views are loaded from the state store only when ``sql`` names one of them
+        (all of them when ``sql`` is None): a query of results never pays for the registry.
         """
         self.ensure()
         con = duckdb.connect(":memory:")
-        for name, sql in view_sql(self.root).items():
-            con.execute(f"CREATE VIEW {name} AS {sql}")
+        for name, view in result_view_sql(self.root).items():
+            con.execute(f"CREATE VIEW {name} AS {view}")
+        wanted = {
+            name
+            for name in STATE_VIEW_SQL
+            if sql is None or re.search(rf"\b{name}\b", sql, re.IGNORECASE)
+        }
+        sources = {STATE_SOURCES[name] for name in wanted}
+        if STATE_JOBS in sources:
+            con.register(STATE_JOBS, _arrow(self.state.iter_jobs(), JOB_COLUMNS, JOB_TIME_COLUMNS))
+        if STATE_INCIDENTS in sources:
+            con.register(
+                STATE_INCIDENTS,
+                _arrow(self.state.iter_incidents(), INCIDENT_COLUMNS, INCIDENT_TIME_COLUMNS),
+            )
+        for name in wanted:
+            con.execute(f"CREATE VIEW {name} AS {STATE_VIEW_SQL[name]}")
         return con
 
     def write_database_file(self) -> bool:
-        """(Re)create the DuckDB file's views so external tools can open it.
+        """(Re)create the DuckDB file's result views so other DuckDB clients can open it.
 
-        Returns False when another process holds the file (its views are already there then;
-        they only change when the catalog moves).
+        The file holds views over the Parquet tables only; ``jobs``, ``objects`` and
+        ``incidents`` live in ``state.sqlite`` (``edvmp query`` shows them, and a DuckDB
+        client that can load the ``sqlite`` extension can ATTACH it). Returns False when
+        another process holds the file.
         """
         self.ensure()
         try:
@@ -78,114 +175,68 @@ class Catalog:
         except duckdb.IOException:
             return False
         try:
-            for name, sql in view_sql(self.root).items():
+            for name, sql in result_view_sql(self.root).items():
                 con.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
+            # Views of the first release that now live in the state store.
+            for name in (*STATE_VIEW_SQL, "job_events", "incident_events"):
+                con.execute(f"DROP VIEW IF EXISTS {name}")
         finally:
             con.close()
         return True
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> tuple[list[str], list[tuple]]:
         """Run one SQL statement on the views; returns (column names, rows)."""
-        con = self.connect()
-        try:
-            cur = con.execute(sql, params or [])
-            if cur.description is None:
-                return [], []
-            return [d[0] for d in cur.description], cur.fetchall()
-        finally:
-            con.close()
+
+        def run() -> tuple[list[str], list[tuple]]:
+            con = self.connect(sql)
+            try:
+                cur = con.execute(sql, params or [])
+                if cur.description is None:
+                    return [], []
+                return [d[0] for d in cur.description], cur.fetchall()
+            finally:
+                con.close()
+
+        return retry_on_vanished_file(run)
 
     # -- registration and job state -------------------------------------------------------
     def register(self, versions: Iterable[tuple[str, ObjectVersion]], registered_by: str) -> int:
-        """Record new versions (``(partition_key, version)`` pairs) as PENDING jobs."""
-        now = utcnow()
-        pairs = list(versions)
-        append_rows(
-            self.root,
-            "objects",
-            schemas.OBJECTS,
-            (
-                {
-                    "partition_key": pk,
-                    "source": v.source,
-                    "object_key": v.object_key,
-                    "etag": v.etag,
-                    "size_bytes": v.size_bytes,
-                    "last_modified": v.last_modified,
-                    "registered_at": now,
-                    "registered_by": registered_by,
-                }
-                for pk, v in pairs
-            ),
-        )
-        self.record_events(((pk, v) for pk, v in pairs), PENDING, run_id=None)
-        return len(pairs)
+        """Record new versions (``(partition_key, version)`` pairs) as PENDING jobs; returns
+        how many were new."""
+        return len(self.state.register(versions, registered_by))
 
-    def record_events(
-        self,
-        items: Iterable[tuple[str, ObjectVersion]],
-        status: str,
-        *,
-        run_id: str | None,
-        errors: dict[str, tuple[str, str]] | None = None,
-    ) -> None:
-        """Append one job event per version; ``errors`` maps partition key → (class, message)."""
-        now = utcnow()
-        errors = errors or {}
-        rows = []
-        for pk, v in items:
-            error_class, error = errors.get(pk, (None, None))
-            rows.append(
-                {
-                    "partition_key": pk,
-                    "source": v.source,
-                    "object_key": v.object_key,
-                    "etag": v.etag,
-                    "status": status,
-                    "error_class": error_class,
-                    "error": error,
-                    "run_id": run_id,
-                    "event_at": now,
-                }
-            )
-        append_rows(self.root, "job_events", schemas.JOB_EVENTS, rows)
+    def job_states(self, partition_keys: Sequence[str]) -> dict[str, JobState]:
+        """Current job state per version (batched keyed reads; unknown keys absent)."""
+        return self.state.get_many(partition_keys)
+
+    def job(self, partition_key: str) -> JobState | None:
+        """One version's job state (a point read)."""
+        return self.state.get(partition_key)
 
     def versions(self, partition_keys: Sequence[str]) -> dict[str, ObjectVersion]:
         """Look up registered versions by partition key (unknown keys are absent)."""
-        if not partition_keys:
-            return {}
-        _, rows = self.query(
-            "SELECT partition_key, source, object_key, etag, size_bytes, last_modified "
-            "FROM objects WHERE partition_key IN (SELECT unnest(?))",
-            [list(partition_keys)],
-        )
-        return {
-            r[0]: ObjectVersion(
-                source=r[1], object_key=r[2], etag=r[3], size_bytes=r[4], last_modified=r[5]
-            )
-            for r in rows
-        }
-
-    def job_states(self, partition_keys: Sequence[str] | None = None) -> dict[str, JobState]:
-        """Current job state per version (all versions when ``partition_keys`` is None)."""
-        sql = "SELECT partition_key, status, attempts, error_class, error FROM jobs"
-        params: list[Any] = []
-        if partition_keys is not None:
-            if not partition_keys:
-                return {}
-            sql += " WHERE partition_key IN (SELECT unnest(?))"
-            params.append(list(partition_keys))
-        _, rows = self.query(sql, params)
-        return {r[0]: JobState(r[0], r[1], int(r[2] or 0), r[3], r[4]) for r in rows}
+        return {pk: s.version for pk, s in self.state.get_many(partition_keys).items()}
 
     # -- results --------------------------------------------------------------------------
+    def _append(
+        self, table: str, rows: Sequence[Mapping[str, Any]], *, stem: str | None = None
+    ) -> None:
+        if append_rows(self.root, table, schemas.TABLES[table], rows, stem=stem) is not None:
+            maybe_compact(self.root, table)
+
     def write_results(
         self,
         results: Sequence[tuple[str, ObjectVersion, VideoRecord]],
         *,
         run_id: str | None,
-    ) -> None:
-        """Land probed records: one ``videos`` file and one ``streams`` file for the batch."""
+    ) -> str | None:
+        """Land probed records: one ``videos`` file and one ``streams`` file for the batch.
+
+        Returns the file stem both share (None when there was nothing to write), which the
+        state store keeps as each version's ``result_file``.
+        """
+        if not results:
+            return None
         now = utcnow()
         video_rows = []
         stream_rows = []
@@ -216,42 +267,104 @@ class Catalog:
                         "processed_at": now,
                     }
                 )
+        stem = new_stem()
         # Streams first: a reader that sees a video row can always find its streams.
-        append_rows(self.root, "streams", schemas.STREAMS, stream_rows)
-        append_rows(self.root, "videos", schemas.VIDEOS, video_rows)
+        self._append("streams", stream_rows, stem=stem)
+        self._append("videos", video_rows, stem=stem)
+        return stem
 
-    # -- summaries and compliance checks --------------------------------------------------
+    def _scan_by_key(
+        self, table: str, partition_keys: Sequence[str]
+    ) -> tuple[list[str], list[tuple]]:
+        """The newest rows of ``table`` for these versions, searching every file of it."""
+        if not partition_keys:
+            return [], []
+        folder = self.root / table
+
+        def run() -> tuple[list[str], list[tuple]]:
+            files = [str(p) for p in data_files(folder)]
+            if not files:
+                return [], []
+            con = duckdb.connect(":memory:")
+            try:
+                src = (
+                    "(SELECT * FROM read_parquet(?, union_by_name = true) "
+                    "WHERE partition_key IN (SELECT unnest(?)))"
+                )
+                cur = con.execute(newest(table, src), [files, list(partition_keys)])
+                return [d[0] for d in cur.description], cur.fetchall()
+            finally:
+                con.close()
+
+        return retry_on_vanished_file(run)
+
+    def _rows_by_key(self, table: str, partition_keys: Sequence[str]) -> list[dict[str, Any]]:
+        """The newest rows of ``table`` (``videos`` or ``streams``) for these versions.
+
+        The state store names the file each version's results were written to; while that
+        file exists (until a compaction merges it, usually long after the run), it is the only
+        one read. Versions whose file is gone are searched for across the table.
+        """
+        keys = list(dict.fromkeys(partition_keys))
+        by_file: dict[str, list[str]] = {}
+        for pk, state in self.job_states(keys).items():
+            if state.result_file:
+                by_file.setdefault(state.result_file, []).append(pk)
+        rows: list[dict[str, Any]] = []
+        found: set[str] = set()
+        for stem, wanted in by_file.items():
+            path = self.root / table / f"{stem}.parquet"
+            try:
+                data = pq.ParquetFile(path).read()
+            except FileNotFoundError:
+                continue
+            mask = pc.is_in(data.column("partition_key"), value_set=pa.array(wanted, pa.string()))
+            part = data.filter(mask).to_pylist()
+            rows += part
+            found.update(r["partition_key"] for r in part)
+        missing = [pk for pk in keys if pk not in found]
+        if missing:
+            cols, values = self._scan_by_key(table, missing)
+            rows += [dict(zip(cols, v, strict=True)) for v in values]
+        return rows
+
+    def video_rows(self, partition_keys: Sequence[str]) -> list[dict[str, Any]]:
+        """The ``videos`` row of each of these versions that has one, by object key."""
+        out = [
+            {k: v for k, v in row.items() if k != "run_id"}
+            for row in self._rows_by_key("videos", partition_keys)
+        ]
+        return sorted(out, key=lambda r: (r["object_key"], r["partition_key"]))
+
+    def summary_of(self, partition_key: str) -> str | None:
+        """The newest summary text of one version."""
+        cols, rows = self._scan_by_key("summaries", [partition_key])
+        return rows[0][cols.index("summary")] if rows else None
+
     def video_records(
         self, partition_keys: Sequence[str]
     ) -> dict[str, tuple[ObjectVersion, VideoRecord]]:
         """The catalogued record of each version (its newest ``videos`` row and the streams
         written with it), rebuilt as the prober returned it. Versions without one are absent.
         """
-        if not partition_keys:
+        rows = self.video_rows(partition_keys)
+        if not rows:
             return {}
-        keys = [list(partition_keys)]
-        cols, rows = self.query(
-            "SELECT * FROM videos WHERE partition_key IN (SELECT unnest(?))", keys
-        )
-        # Only the streams landed with that row: a re-probe that found fewer streams leaves
-        # older stream rows behind, with an older processed_at.
-        stream_cols, stream_rows = self.query(
-            "SELECT s.* FROM streams s JOIN videos v USING (partition_key) "
-            "WHERE s.partition_key IN (SELECT unnest(?)) AND s.processed_at = v.processed_at "
-            "ORDER BY s.partition_key, s.stream_index",
-            keys,
-        )
+        stream_rows = self._rows_by_key("streams", [r["partition_key"] for r in rows])
+        processed = {r["partition_key"]: r["processed_at"] for r in rows}
         stream_names = [f.name for f in fields(StreamRecord)]
         streams: dict[str, list[StreamRecord]] = {}
-        for values in stream_rows:
-            row = dict(zip(stream_cols, values, strict=True))
+        for row in stream_rows:
+            # Only the streams landed with the row: a re-probe that found fewer streams
+            # leaves older stream rows behind, with an older processed_at.
+            if row["processed_at"] != processed[row["partition_key"]]:
+                continue
             streams.setdefault(row["partition_key"], []).append(
                 StreamRecord(**{name: row.get(name) for name in stream_names})
             )
         scalar_names = [f.name for f in fields(VideoRecord) if f.name not in ("tags", "streams")]
         records: dict[str, tuple[ObjectVersion, VideoRecord]] = {}
-        for values in rows:
-            row = dict(zip(cols, values, strict=True))
+        for row in rows:
             pk = row["partition_key"]
             version = ObjectVersion(
                 source=row["source"],
@@ -263,7 +376,7 @@ class Catalog:
             record = VideoRecord(
                 **{name: row.get(name) for name in scalar_names},
                 tags=json.loads(row["tags_json"] or "{}"),
-                streams=tuple(streams.get(pk, ())),
+                streams=tuple(sorted(streams.get(pk, ()), key=lambda s: s.stream_index or 0)),
             )
             records[pk] = (version, record)
         return records
@@ -272,12 +385,25 @@ class Catalog:
         """Land summaries (``schemas.SUMMARIES`` columns) as one file; returns the row count."""
         now = utcnow()
         batch = [{**row, "created_at": now, "run_id": run_id} for row in rows]
-        append_rows(self.root, "summaries", schemas.SUMMARIES, batch)
+        self._append("summaries", batch)
+        self.state.mark_done("summary", [r["partition_key"] for r in batch])
         return len(batch)
 
-    def write_checks(self, rows: Iterable[Mapping[str, Any]], *, run_id: str | None) -> int:
-        """Land compliance results (``schemas.CHECKS`` columns) as one file; returns the count."""
+    def write_checks(
+        self,
+        rows: Iterable[Mapping[str, Any]],
+        *,
+        run_id: str | None,
+        complete: Sequence[str] = (),
+    ) -> int:
+        """Land compliance results (``schemas.CHECKS`` columns) as one file; ``complete``
+        names the versions now checked against every rule of the policy."""
         now = utcnow()
         batch = [{**row, "checked_at": now, "run_id": run_id} for row in rows]
-        append_rows(self.root, "checks", schemas.CHECKS, batch)
+        self._append("checks", batch)
+        self.state.mark_done("checked", complete)
         return len(batch)
+
+    def file_count(self) -> int:
+        """Data files of every result table (what the benchmark and tests watch)."""
+        return sum(len(data_files(self.root / t)) for t in schemas.TABLES)

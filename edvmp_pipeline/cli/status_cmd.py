@@ -1,11 +1,10 @@
 """``edvmp status JOB [--wait] [--timeout S] [--json]``: where one job stands.
 
 A job is one object version, named by its partition key (what ``edvmp upload`` prints). Its
-state combines two sources: the catalog's ``jobs`` view (the system of record: PENDING →
-RUNNING → SUCCEEDED/FAILED, written by the sensor and the run) and the Dagster instance (the
-run for that partition, found by its ``dagster/partition`` tag, which says QUEUED before the
-run has written anything). When done, the result is the version's ``videos`` row, or for a
-failure its error class, error and incident.
+state is one point read of the state store, the one home of it: PENDING (registered by a
+sensor or an ingest, its run not started), RUNNING, SUCCEEDED or FAILED. The Dagster run it
+names is shown beside it, never mixed into it. When done, the result is the version's
+``videos`` row and summary, or for a failure its error class, error and incident.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ import json
 import sys
 import time
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from edvmp_pipeline.domain.errors import ConfigError
@@ -23,7 +22,7 @@ from edvmp_pipeline.domain.errors import ConfigError
 if TYPE_CHECKING:
     import dagster as dg
 
-    from edvmp_pipeline.catalog.store import Catalog
+    from edvmp_pipeline.catalog.store import Catalog, JobState
 
 POLL_S = 0.5
 DEFAULT_TIMEOUT_S = 300.0
@@ -32,13 +31,8 @@ DEFAULT_TIMEOUT_S = 300.0
 INCIDENT_GRACE_S = 12.0
 EXIT_OK, EXIT_FAILED, EXIT_TIMEOUT = 0, 1, 4
 
-PENDING, QUEUED, RUNNING = "PENDING", "QUEUED", "RUNNING"
 SUCCEEDED, FAILED = "SUCCEEDED", "FAILED"
 FINAL = frozenset({SUCCEEDED, FAILED})
-# Dagster run statuses grouped by what they mean for the job.
-_RUN_QUEUED = frozenset({"QUEUED", "NOT_STARTED"})
-_RUN_ACTIVE = frozenset({"MANAGED", "STARTING", "STARTED", "SUSPENDED", "CANCELING"})
-_RUN_FAILED = frozenset({"FAILURE", "CANCELED"})
 
 _RESULT_COLUMNS = (
     "object_key",
@@ -58,7 +52,7 @@ _RESULT_COLUMNS = (
 )
 
 EPILOG = """\
-states: PENDING (registered, no run yet), QUEUED, RUNNING, SUCCEEDED, FAILED.
+states: PENDING (registered, its run not started), RUNNING, SUCCEEDED, FAILED.
 
 exit status:
   0  the job exists (with --wait: it SUCCEEDED)
@@ -71,85 +65,6 @@ exit status:
 --wait polls every 0.5 s; it also waits for a job that the sensor has not registered yet
 (an upload seconds old), so a mistyped id waits until the timeout.
 """
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    """One Dagster run of the job's partition."""
-
-    run_id: str
-    status: str
-    created_at: datetime | None
-
-
-@dataclass(frozen=True)
-class Resolved:
-    """The job's state, the run it comes from, and whether ``--wait`` may stop.
-
-    ``state`` is None for an unknown job. ``settled`` is True when the state is final and
-    the catalog agrees (no newer run is queued or active).
-    """
-
-    state: str | None
-    run: RunInfo | None
-    settled: bool
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    """Naive timestamps (some run storages) are UTC; comparing them with the catalog's
-    timezone-aware ones would raise."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
-def _in_flight(run: RunInfo | None) -> bool:
-    return run is not None and (run.status in _RUN_QUEUED or run.status in _RUN_ACTIVE)
-
-
-def resolve_state(job: dict[str, Any] | None, runs: list[RunInfo]) -> Resolved:
-    """Combine the catalog's ``jobs`` row (or None) with the partition's runs (newest first).
-
-    A run queued or active *after* the catalog's final state (a redrive, a re-run from the
-    UI) wins: the job is being processed again. A run that failed before writing anything
-    leaves the catalog at PENDING/RUNNING until the incident sensor marks it FAILED; the
-    state is FAILED at once, but not yet settled.
-    """
-    latest = runs[0] if runs else None
-    run_of_row = None
-    if job is not None and job.get("run_id"):
-        run_of_row = next((r for r in runs if r.run_id == job["run_id"]), None)
-    if job is None:
-        if latest is None:
-            return Resolved(None, None, False)
-        if latest.status in _RUN_QUEUED:
-            return Resolved(QUEUED, latest, False)
-        if latest.status in _RUN_ACTIVE:
-            return Resolved(RUNNING, latest, False)
-        return Resolved(FAILED if latest.status in _RUN_FAILED else SUCCEEDED, latest, False)
-
-    status = job["status"]
-    finished_at = job.get("finished_at")
-    if _in_flight(latest) and latest is not None:
-        newer = (
-            status not in FINAL
-            or finished_at is None
-            or latest.created_at is None
-            or latest.created_at > finished_at
-        )
-        if newer:
-            if status == RUNNING or latest.status in _RUN_ACTIVE:
-                return Resolved(RUNNING, latest, False)
-            return Resolved(QUEUED, latest, False)
-        # The catalog's final state is newer than this run's creation: the run is finishing
-        # its later steps (summary, checks, several seconds) for a version whose result is
-        # recorded already. That result is what the job waits for.
-        return Resolved(status, run_of_row or latest, True)
-    if status in FINAL:
-        return Resolved(status, run_of_row or latest, True)
-    if latest is not None and latest.status in _RUN_FAILED:
-        return Resolved(FAILED, latest, False)
-    return Resolved(status, run_of_row or latest, False)
 
 
 class _Sources:
@@ -171,55 +86,36 @@ class _Sources:
             self._instance = get_instance()
         return self._instance
 
-    def job_row(self, job: str) -> dict[str, Any] | None:
-        cols, rows = self.catalog.query("SELECT * FROM jobs WHERE partition_key = ?", [job])
-        return dict(zip(cols, rows[0], strict=True)) if rows else None
+    def job(self, job: str) -> JobState | None:
+        return self.catalog.job(job)
 
-    def runs(self, job: str, catalog_run_id: str | None) -> list[RunInfo]:
-        import dagster as dg
-
-        instance = self.instance()
-        if instance is None:
-            return []
-        records = list(
-            instance.get_run_records(
-                filters=dg.RunsFilter(tags={"dagster/partition": job}), limit=10
-            )
-        )
-        # Batch runs (`edvmp ingest`) cover many partitions and carry no partition tag: the
-        # catalog names the run that processed the version.
-        if catalog_run_id and all(r.dagster_run.run_id != catalog_run_id for r in records):
-            records += instance.get_run_records(
-                filters=dg.RunsFilter(run_ids=[catalog_run_id]), limit=1
-            )
-        infos = [
-            RunInfo(r.dagster_run.run_id, r.dagster_run.status.value, _aware(r.create_timestamp))
-            for r in records
-        ]
-        return sorted(
-            infos, key=lambda r: r.created_at.timestamp() if r.created_at else 0.0, reverse=True
-        )
+    def run_status(self, run_id: str | None) -> str | None:
+        """The Dagster status of the run named by the job (shown, never used for the state)."""
+        instance = self.instance() if run_id else None
+        run = instance.get_run_by_id(run_id) if instance is not None and run_id else None
+        return run.status.value if run is not None else None
 
     def result(self, job: str) -> dict[str, Any] | None:
-        cols, rows = self.catalog.query(
-            f"SELECT {', '.join(_RESULT_COLUMNS)} FROM videos WHERE partition_key = ?", [job]
-        )
+        rows = self.catalog.video_rows([job])
         if not rows:
             return None
-        result = dict(zip(cols, rows[0], strict=True))
-        _, summaries = self.catalog.query(
-            "SELECT summary FROM summaries WHERE partition_key = ?", [job]
-        )
-        result["summary"] = summaries[0][0] if summaries else None
+        result = {c: rows[0].get(c) for c in _RESULT_COLUMNS}
+        result["summary"] = self.catalog.summary_of(job)
         return result
 
     def incident(self, job: str) -> dict[str, Any] | None:
-        cols, rows = self.catalog.query(
-            'SELECT incident_id, "class", retryable, status, action, attempts, redrives '
-            "FROM incidents WHERE partition_key = ? ORDER BY last_seen DESC LIMIT 1",
-            [job],
-        )
-        return dict(zip(cols, rows[0], strict=True)) if rows else None
+        inc = self.catalog.state.latest_incident(job)
+        if inc is None:
+            return None
+        return {
+            "incident_id": inc.incident_id,
+            "class": inc.failure_class,
+            "retryable": inc.retryable,
+            "status": inc.status,
+            "action": inc.action,
+            "attempts": inc.attempts,
+            "redrives": inc.redrives,
+        }
 
 
 @dataclass
@@ -228,9 +124,8 @@ class Report:
 
     job: str
     state: str | None
-    run_id: str | None
-    run_status: str | None
-    catalog_status: str | None
+    run_id: str | None = None
+    run_status: str | None = None
     source: str | None = None
     object_key: str | None = None
     etag: str | None = None
@@ -238,43 +133,42 @@ class Report:
     registered_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    summary_done: bool = False
     error_class: str | None = None
     error: str | None = None
     incident: dict[str, Any] | None = None
     result: dict[str, Any] | None = None
 
 
-def _snapshot(sources: _Sources, job: str) -> tuple[Report, Resolved]:
-    row = sources.job_row(job)
-    runs = sources.runs(job, row.get("run_id") if row else None)
-    resolved = resolve_state(row, runs)
+def _snapshot(sources: _Sources, job: str, *, with_run: bool = True) -> Report:
+    """One point read of the state store (plus the result or incident when final)."""
+    state = sources.job(job)
+    if state is None:
+        return Report(job=job, state=None)
     report = Report(
         job=job,
-        state=resolved.state,
-        run_id=resolved.run.run_id if resolved.run else None,
-        run_status=resolved.run.status if resolved.run else None,
-        catalog_status=row["status"] if row else None,
+        state=state.status,
+        run_id=state.run_id,
+        source=state.source,
+        object_key=state.object_key,
+        etag=state.etag,
+        attempts=state.attempts,
+        registered_at=state.registered_at,
+        started_at=state.started_at,
+        finished_at=state.finished_at,
+        summary_done=bool(
+            state.summary_at and state.metadata_at and state.summary_at >= state.metadata_at
+        ),
+        error_class=state.error_class,
+        error=state.error,
     )
-    if row is not None:
-        report.source = row["source"]
-        report.object_key = row["object_key"]
-        report.etag = row["etag"]
-        report.attempts = row["attempts"]
-        report.registered_at = row["registered_at"]
-        report.started_at = row["started_at"]
-        report.finished_at = row["finished_at"]
-    if resolved.state == SUCCEEDED:
+    if with_run:
+        report.run_status = sources.run_status(state.run_id)
+    if state.status == SUCCEEDED:
         report.result = sources.result(job)
-    elif resolved.state == FAILED:
-        report.error_class = row.get("error_class") if row else None
-        report.error = row.get("error") if row else None
-        if not report.error and resolved.run is not None:
-            report.error = (
-                f"run {resolved.run.run_id} ended {resolved.run.status}; "
-                "the incident sensor has not classified it yet"
-            )
+    elif state.status == FAILED:
         report.incident = sources.incident(job)
-    return report, resolved
+    return report
 
 
 def _jsonable(value: Any) -> Any:
@@ -319,20 +213,21 @@ def _describe_result(result: dict[str, Any]) -> list[str]:
 
 def _print_human(report: Report) -> None:
     where = f"{report.source}/{report.object_key} (ETag {report.etag})" if report.source else "-"
-    run = f"{report.run_id} ({report.run_status})" if report.run_id else "none yet"
+    run = "none yet"
+    if report.run_id:
+        run = f"{report.run_id} ({report.run_status or 'not in this Dagster instance'})"
     lines = [
         f"job:        {report.job}",
         f"state:      {report.state}",
         f"object:     {where}",
         f"run:        {run}",
-        f"catalog:    {report.catalog_status or 'not registered'}"
-        + (f", attempts {report.attempts}" if report.attempts is not None else ""),
+        f"attempts:   {report.attempts if report.attempts is not None else '-'}",
         f"times:      registered {_fmt_time(report.registered_at)}, "
         f"started {_fmt_time(report.started_at)}, finished {_fmt_time(report.finished_at)}",
     ]
     if report.result is not None:
         lines += _describe_result(report.result)
-        if report.result.get("summary") is None and report.run_status in _RUN_ACTIVE:
+        if report.result.get("summary") is None and not report.summary_done:
             lines.append("summary:    not yet (the run is still at its later steps)")
     if report.state == FAILED:
         lines.append(f"error:      [{report.error_class or 'unclassified'}] {report.error or '-'}")
@@ -370,37 +265,32 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _wait(sources: _Sources, job: str, timeout_s: float) -> tuple[Report, Resolved, bool]:
-    """Poll until settled; returns the last snapshot and whether the timeout ran out."""
+def _wait(sources: _Sources, job: str, timeout_s: float) -> tuple[Report, bool]:
+    """Poll the state store until the job is final; returns the last report and whether the
+    timeout ran out. A SUCCEEDED job also waits (briefly) for its summary, a FAILED one for
+    its incident, since the later steps and the failure sensor finish a few seconds after."""
     started = time.monotonic()
     deadline = started + timeout_s
     last_line = None
     final_since: float | None = None
     while True:
-        report, resolved = _snapshot(sources, job)
+        report = _snapshot(sources, job, with_run=False)
         now = time.monotonic()
-        line = f"{resolved.state or 'not registered yet'}" + (
-            f" (run {resolved.run.run_id[:8]} {resolved.run.status})" if resolved.run else ""
-        )
+        line = report.state or "not registered yet"
         if line != last_line:
             print(f"[{now - started:6.1f}s] {line}", file=sys.stderr)
             last_line = line
-        if resolved.state in FINAL:
+        if report.state in FINAL:
             final_since = final_since if final_since is not None else now
-            quiet = not _in_flight(resolved.run)
-            if resolved.state == SUCCEEDED and resolved.settled:
-                return report, resolved, False
-            # A failure is final once its run has ended; give the incident sensor a moment.
-            if (
-                resolved.state == FAILED
-                and quiet
-                and (report.incident is not None or now - final_since >= INCIDENT_GRACE_S)
-            ):
-                return report, resolved, False
+            complete = report.summary_done if report.state == SUCCEEDED else report.incident
+            if complete or now - final_since >= INCIDENT_GRACE_S:
+                report.run_status = sources.run_status(report.run_id)
+                return report, False
         else:
             final_since = None
         if now >= deadline:
-            return report, resolved, True
+            report.run_status = sources.run_status(report.run_id)
+            return report, True
         time.sleep(min(POLL_S, max(0.0, deadline - now)))
 
 
@@ -419,23 +309,23 @@ def run(args: argparse.Namespace) -> int:
     sources = _Sources()
     timed_out = False
     if args.wait:
-        report, resolved, timed_out = _wait(sources, job, args.timeout)
+        report, timed_out = _wait(sources, job, args.timeout)
     else:
-        report, resolved = _snapshot(sources, job)
-    if resolved.state is None and not timed_out:
+        report = _snapshot(sources, job)
+    if report.state is None and not timed_out:
         raise ConfigError(
             f"unknown job: {job} (not in the catalog and no Dagster run; a fresh upload "
             "appears within seconds once the object sensor sees it: try --wait)"
         )
     if args.json:
         print(json.dumps(_jsonable(asdict(report)), indent=2, ensure_ascii=False, default=str))
-    elif resolved.state is not None:
+    elif report.state is not None:
         _print_human(report)
     if timed_out:
         print(
             f"edvmp: timed out after {args.timeout:g} s; job is "
-            f"{resolved.state or 'still unknown (never registered)'}",
+            f"{report.state or 'still unknown (never registered)'}",
             file=sys.stderr,
         )
         return EXIT_TIMEOUT
-    return EXIT_FAILED if resolved.state == FAILED else EXIT_OK
+    return EXIT_FAILED if report.state == FAILED else EXIT_OK

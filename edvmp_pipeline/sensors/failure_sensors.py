@@ -60,5 +60,5 @@ def redrive_sensor(
         )
         for incident_id, pk, attempt in due
     ]
-    record_redrives(cat, due, [None] * len(due))
+    record_redrives(cat, due)
     return dg.SensorResult(run_requests=requests)

@@ -2,8 +2,9 @@
 
 S3 lists keys lexicographically, so a "start after the last key seen" cursor misses any new
 key that sorts earlier, and a "newer than" cursor misses objects sharing a LastModified. This
-sensor instead *sweeps* the whole listing over and over, page by page, and compares each
-(key, ETag) with the catalog, which is the system of record of what is known. The cursor holds
+sensor instead *sweeps* the whole listing over and over, page by page, and looks each page's
+(key, ETag) pairs up in the state store in one batched keyed read (the store is the system of
+record of what is known; a tick costs what it lists, not what the catalog holds). The cursor holds
 only where the current sweep is (``start_after``, a plain string, so a deleted cursor object
 is harmless); a finished sweep starts again from the beginning. Work per tick is bounded by
 ``max_pages`` listing pages and ``max_runs`` run requests; the cursor is stored by Dagster, so
@@ -30,7 +31,6 @@ from edvmp_pipeline.resources.s3_errors import translate_s3_error
 from edvmp_pipeline.sensors.run_requests import (
     known_states,
     plan_requests,
-    readd_missing_partitions,
     register,
     run_exists,
 )
@@ -98,7 +98,6 @@ def evaluate_sweep(
     cursor = SweepCursor.parse(context.cursor)
     catalog = catalog_resource.catalog()
     source = f"s3://{settings.bucket}"
-    states = known_states(catalog, source)
     client = object_store.s3_client()
     start_after = cursor.start_after
     sweeps = cursor.sweeps
@@ -150,15 +149,13 @@ def evaluate_sweep(
                     ),
                 )
             )
+        states = known_states(catalog, [v for _, v in candidates])
         room = settings.max_runs - len(run_requests)
         # Versions whose run exists are consumed without a request: they neither use the
         # cap nor get a second run (Dagster dedupes run keys per sensor only).
         requests, consumed = plan_requests(
             [v for _, v in candidates], states, trigger="s3-sensor", limit=room, launched=launched
         )
-        # After planning: versions left PENDING by a daemon that died before adding their
-        # partitions need them again, or Dagster rejects the tick.
-        readd_missing_partitions(instance, requests)
         register(catalog, requests, registered_by=SENSOR_NAME)
         run_requests += requests.run_requests
         new_partitions += requests.new_partitions

@@ -2,9 +2,10 @@
 
 Idempotency: the ``run_key`` is ``bucket/key@etag``, so Dagster itself refuses to launch the
 same object version twice, whatever re-lists, restarts or duplicate events happen. A version
-is registered in the catalog (PENDING) in the same tick that requests its run; a version still
-PENDING on a later tick is requested again, which is harmless (same run key) and covers a
-daemon that died between writing the catalog and storing the tick.
+is registered in the state store (PENDING, insert-if-absent) in the same tick that requests
+its run; a version still PENDING on a later tick is requested again with its partition, which
+is harmless (same run key, existing partition) and covers a daemon that died between writing
+the store and storing the tick.
 """
 
 from __future__ import annotations
@@ -66,10 +67,14 @@ class Requests:
         return [videos_partitions.build_add_request(self.new_partitions)]
 
 
-def known_states(catalog: Catalog, source: str) -> dict[str, str]:
-    """partition key → current job status for every version of ``source`` in the catalog."""
-    _, rows = catalog.query("SELECT partition_key, status FROM jobs WHERE source = ?", [source])
-    return {r[0]: r[1] for r in rows}
+def known_states(catalog: Catalog, versions: Sequence[ObjectVersion]) -> dict[str, str]:
+    """partition key → current job status of those of ``versions`` the catalog knows.
+
+    One batched keyed lookup (a listing page is at most 1,000 versions): the cost of a tick
+    follows what it lists, not how many versions the catalog holds.
+    """
+    keys = [partition_key_for(v.source, v.object_key, v.etag) for v in versions]
+    return {pk: state.status for pk, state in catalog.job_states(keys).items()}
 
 
 def plan_requests(
@@ -100,8 +105,11 @@ def plan_requests(
             if len(requests) >= limit:
                 break
             requests.run_requests.append(run_request_for(pk, version, trigger))
+            # A PENDING version asks for its partition again: the tick that registered it
+            # may have died before Dagster added the partition, and a run request for an
+            # unknown partition fails the whole tick. Adding an existing one is a no-op.
+            requests.new_partitions.append(pk)
             if status is None:
-                requests.new_partitions.append(pk)
                 requests.new_versions.append((pk, version))
                 states[pk] = PENDING
         consumed += 1
@@ -124,35 +132,14 @@ def drop_already_launched(instance: dg.DagsterInstance | None, requests: Request
     Dagster dedupes run keys per sensor only, so with both sensors (or a sensor and
     ``edvmp ingest``) running, a re-requested PENDING version could get a second run.
     """
-    new = set(requests.new_partitions)
+    new = {pk for pk, _ in requests.new_versions}
     requests.run_requests = [
         rr
         for rr in requests.run_requests
         if rr.partition_key in new or not run_exists(instance, rr.run_key)
     ]
-
-
-def readd_missing_partitions(instance: dg.DagsterInstance | None, requests: Requests) -> None:
-    """Ask again for the partitions of re-requested PENDING versions that Dagster lacks.
-
-    A version is registered PENDING in the catalog while the tick is evaluated, but its
-    partition is only added when the daemon processes the tick. If the daemon dies in
-    between, later ticks re-request the version without its partition, and Dagster rejects
-    the whole tick (``DagsterUnknownPartitionError``) on every evaluation: the sensor would
-    be stuck. Adding an existing partition is a no-op, so asking again is always safe.
-    """
-    if instance is None:
-        return
-    new = set(requests.new_partitions)
-    for rr in requests.run_requests:
-        key = rr.partition_key
-        if (
-            key
-            and key not in new
-            and not instance.has_dynamic_partition(videos_partitions.name, key)
-        ):
-            requests.new_partitions.append(key)
-            new.add(key)
+    kept = {rr.partition_key for rr in requests.run_requests}
+    requests.new_partitions = [pk for pk in requests.new_partitions if pk in kept]
 
 
 def register(catalog: Catalog, requests: Requests, registered_by: str) -> None:

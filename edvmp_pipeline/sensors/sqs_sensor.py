@@ -41,7 +41,6 @@ import boto3
 import dagster as dg
 from botocore.config import Config
 
-from edvmp_pipeline.domain.partition_keys import partition_key_for
 from edvmp_pipeline.domain.records import ObjectVersion
 from edvmp_pipeline.domain.s3_events import MalformedEvent, parse_message
 from edvmp_pipeline.domain.video_filter import parse_extensions, skip_reason
@@ -49,8 +48,8 @@ from edvmp_pipeline.jobs import ingest_job
 from edvmp_pipeline.resources.catalog_resource import CatalogResource
 from edvmp_pipeline.sensors.run_requests import (
     drop_already_launched,
+    known_states,
     plan_requests,
-    readd_missing_partitions,
     register,
     run_key_for,
 )
@@ -189,16 +188,12 @@ def evaluate_queue(
     messages = [_read(raw, settings.extensions, log) for raw in raws]
     versions = _unique(v for m in messages for v in m.versions)
     catalog = catalog_resource.catalog()
-    pks = [partition_key_for(v.source, v.object_key, v.etag) for v in versions]
-    states = {pk: state.status for pk, state in catalog.job_states(pks).items()}
+    states = known_states(catalog, versions)
     requests, _ = plan_requests(versions, states, trigger=TRIGGER, limit=len(versions))
     # A PENDING version is requested again in case its run was never created; skip that when
     # the instance shows the run exists (whichever sensor created it).
     instance = _instance(context)
     drop_already_launched(instance, requests)
-    # A re-requested version whose partition the daemon never added (it died mid-tick) needs
-    # the partition again, or Dagster rejects the whole tick.
-    readd_missing_partitions(instance, requests)
     register(catalog, requests, registered_by=SENSOR_NAME)
 
     requested = {rr.run_key for rr in requests.run_requests}
@@ -211,7 +206,7 @@ def evaluate_queue(
 
     summary = (
         f"{len(raws)} messages: {len(requests.run_requests)} run requests "
-        f"({len(requests.new_partitions)} new versions), {len(done_now)} with nothing to run, "
+        f"({len(requests.new_versions)} new versions), {len(done_now)} with nothing to run, "
         f"{len(malformed)} malformed ({moved} moved to the DLQ); deleted {deleted} from the "
         f"last tick; {time.monotonic() - started:.2f}s"
     )
