@@ -142,8 +142,10 @@ def process_batch(
             progress.done(pk, not isinstance(result, VersionFailure))
         return pk, version, result
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for pk, version, result in pool.map(work, todo):
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(todo)))) as pool:
+        # One version (a sensor run) is probed right here: no thread to start.
+        results = pool.map(work, todo) if len(todo) > 1 else map(work, todo)
+        for pk, version, result in results:
             if isinstance(result, VersionFailure):
                 outcome.failed.append(result)
             else:

@@ -104,8 +104,9 @@ def summarise(
 
     succeeded: list[tuple[str, ObjectVersion, Summary]] = []
     failed: list[SummaryFailure] = []
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for result in pool.map(work, sorted(records.items())):
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(records)))) as pool:
+        items = sorted(records.items())
+        for result in pool.map(work, items) if len(items) > 1 else map(work, items):
             if isinstance(result, SummaryFailure):
                 failed.append(result)
             else:

@@ -30,7 +30,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -111,17 +110,12 @@ def merge(table: str, files: Sequence[Path]) -> pa.Table:
     schema = schemas.TABLES[table]
     keys, newest = schemas.DEDUPE[table]
     data = pa.concat_tables([conform(pq.ParquetFile(p).read(), schema) for p in files])
-    con = duckdb.connect(":memory:")
-    try:
-        con.register("rows_in", data)
-        by = ", ".join(keys)
-        result = con.sql(
-            f"SELECT * FROM rows_in QUALIFY row_number() OVER "
-            f"(PARTITION BY {by} ORDER BY {newest} DESC NULLS LAST) = 1 ORDER BY {by}"
-        ).to_arrow_table()
-    finally:
-        con.close()
-    return conform(result, schema)
+    # Oldest first, so that the highest row number of each key is its newest row.
+    data = data.sort_by([(newest, "ascending")], null_placement="at_start")
+    data = data.append_column("_row", pa.array(range(data.num_rows), pa.int64()))
+    latest = data.group_by(list(keys), use_threads=False).aggregate([("_row", "max")])
+    kept = data.take(latest.column("_row_max")).drop_columns(["_row"])
+    return kept.sort_by([(k, "ascending") for k in keys])
 
 
 def _merge_level(folder: Path, table: str, level: int, files: Sequence[Path]) -> int:

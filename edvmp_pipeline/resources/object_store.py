@@ -8,6 +8,7 @@ the header and index travel, not the whole object (see ARCHITECTURE.md, "Probe i
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -25,6 +26,9 @@ from edvmp_pipeline.domain.source_uri import SourceSpec
 from edvmp_pipeline.resources.s3_errors import translate_s3_error
 
 LEADING_BYTES = 64
+
+_CLIENTS: dict[tuple, Any] = {}
+_CLIENTS_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -107,9 +111,22 @@ class ObjectStoreResource(dg.ConfigurableResource):
             s3={"addressing_style": "path"} if endpoint else {},
         )
         region = self.region or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-        return boto3.client(
-            "s3", endpoint_url=endpoint, region_name=region, config=config, **env_credentials()
-        )
+        credentials = env_credentials()
+        # Building a client costs ~20 ms (endpoint and model loading); a sensor run probes
+        # one object, an ingest thousands. Clients are thread-safe: one per configuration
+        # (and per process: a forked run worker builds its own).
+        key = (
+            os.getpid(), endpoint, region, self.connect_timeout_s, self.read_timeout_s,
+            tuple(sorted(credentials.items())),
+        )  # fmt: skip
+        with _CLIENTS_LOCK:
+            client = _CLIENTS.get(key)
+            if client is None:
+                client = boto3.client(
+                    "s3", endpoint_url=endpoint, region_name=region, config=config, **credentials
+                )
+                _CLIENTS[key] = client
+        return client
 
     def check_bucket(self, spec: SourceSpec) -> None:
         """Fail fast with a clear message when the bucket is missing or unreachable."""
