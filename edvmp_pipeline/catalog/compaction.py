@@ -111,7 +111,7 @@ def merge(table: str, files: Sequence[Path]) -> pa.Table:
     keys, newest = schemas.DEDUPE[table]
     data = pa.concat_tables([conform(pq.ParquetFile(p).read(), schema) for p in files])
     # Oldest first, so that the highest row number of each key is its newest row.
-    data = data.sort_by([(newest, "ascending")], null_placement="at_start")
+    data = data.sort_by([(newest, "ascending", "at_start")])
     data = data.append_column("_row", pa.array(range(data.num_rows), pa.int64()))
     latest = data.group_by(list(keys), use_threads=False).aggregate([("_row", "max")])
     kept = data.take(latest.column("_row_max")).drop_columns(["_row"])
