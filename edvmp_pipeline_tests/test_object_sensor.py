@@ -10,6 +10,8 @@ run key it has not launched before, and stores the cursor for the next tick.
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -593,3 +595,48 @@ def test_the_listing_sensor_can_be_switched_off(
     result = s3_object_sensor(context)
     assert not result.run_requests
     assert "EDVMP_OBJECT_SENSOR=off" in str(result.skip_reason)
+
+
+def test_a_home_of_thousands_of_versions_keeps_ticks_and_status_keyed(
+    driver: SensorDriver, s3_client: BaseClient, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """3,000 catalogued versions (the state store holds them all, SUCCEEDED): a sweep over
+    the bucket requests exactly the two new uploads, wherever they sort, and ``edvmp status``
+    answers for an old version and a new one. Cost targets live in
+    benchmarks/catalog_scale.py; this checks the keyed paths give the right answers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from edvmp_pipeline.domain.records import ObjectVersion
+    from edvmp_pipeline_tests.cli_support import run_edvmp
+
+    n = 3000
+
+    def upload(i: int) -> tuple[str, str]:
+        key = f"lib/{i % 10}/{i:05d}.mp4"
+        return key, put(s3_client, s3_bucket, key)
+
+    with ThreadPoolExecutor(16) as pool:
+        old = dict(pool.map(upload, range(n)))
+    source = f"s3://{s3_bucket}"
+    pairs = [
+        (partition_key_for(source, k, e), ObjectVersion(source, k, e, 10, None))
+        for k, e in old.items()
+    ]
+    driver.catalog.register(pairs, registered_by="history")
+    keys = [pk for pk, _ in pairs]
+    driver.catalog.state.claim(keys, "history-run")
+    driver.catalog.state.mark_succeeded(keys, "history-run")
+    new = {k: put(s3_client, s3_bucket, k) for k in ("!first.mp4", "zz-last.mp4")}
+    limits(monkeypatch, page_size=500, max_pages=4, max_runs=200)
+    requested: list[str] = []
+    while driver.sweeps < 1:
+        requested += run_keys(driver.tick())
+    assert sorted(requested) == sorted(run_key(s3_bucket, k, e) for k, e in new.items())
+
+    env = {**os.environ, "EDVMP_CATALOG": str(driver.catalog.root)}
+    done = run_edvmp("status", keys[1234], "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["state"] == "SUCCEEDED"
+    fresh = partition_key_for(source, "zz-last.mp4", new["zz-last.mp4"])
+    done = run_edvmp("status", fresh, "--json", env=env)
+    assert json.loads(done.stdout)["state"] == "PENDING"
