@@ -13,7 +13,7 @@ SAMPLES := $(CURDIR)/samples
 $(BIN)/edvmp: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,local]'
 	touch $(BIN)/edvmp
 
 ffmpeg:
@@ -60,7 +60,7 @@ bench: setup
 DAGSTER_PORT ?= 3000
 stack: setup
 	@eval "$$($(BIN)/edvmp stack up)" && \
-	export DAGSTER_HOME="$$($(BIN)/python -c 'from edvmp_pipeline.instance_home import ensure_dagster_home; print(ensure_dagster_home())')" && \
+	export DAGSTER_HOME="$$($(BIN)/python -c 'from edvmp_pipeline.adapters.dagster_instance import ensure_dagster_home; print(ensure_dagster_home())')" && \
 	echo "S3 $$EDVMP_S3_ENDPOINT_URL bucket $$EDVMP_BUCKET; Dagster UI http://127.0.0.1:$(DAGSTER_PORT)" && \
 	echo "another shell: eval \"\$$($(BIN)/edvmp stack up)\" && $(BIN)/edvmp upload FILE" && \
 	exec $(BIN)/dagster dev -h 127.0.0.1 -p $(DAGSTER_PORT)

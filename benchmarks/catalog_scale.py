@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from event_latency import fill_bucket, run_sweep, stack_from_env  # noqa: E402
 
-from edvmp_pipeline.stack import StackPorts, make_s3_client, stack_down, stack_up  # noqa: E402
+from edvmp_pipeline.devtools.stack import StackPorts, make_s3_client, stack_down, stack_up  # noqa: E402
 
 EDVMP = REPO_ROOT / ".venv" / "bin" / "edvmp"
 WINDOW = 1000
@@ -76,8 +76,8 @@ class CannedProber:
 
 def sample_records() -> list[Any]:
     """Probe the sample library once with the real ffprobe."""
-    from edvmp_pipeline.resources.prober import FfprobeProber
-    from edvmp_pipeline.sample_media import generate_samples
+    from edvmp_pipeline.adapters.prober import FfprobeProber
+    from edvmp_pipeline.devtools.sample_media import generate_samples
 
     with tempfile.TemporaryDirectory(prefix="edvmp-bench-samples-") as tmp:
         folder = Path(tmp)
@@ -91,15 +91,15 @@ def sample_records() -> list[Any]:
 
 def fill(catalog: Any, store: Any, prober: CannedProber, bucket: str, n: int) -> list[float]:
     """Register and process versions 0..n-1 one by one; returns seconds per version."""
-    from edvmp_pipeline.assets.compliance import check_and_land
-    from edvmp_pipeline.assets.metadata_batch import process_batch
-    from edvmp_pipeline.assets.run_outcome import failed_in_run
-    from edvmp_pipeline.assets.video_summary import summarise_and_land
+    from edvmp_pipeline.adapters.summarizers import OfflineSummarizer
+    from edvmp_pipeline.defs.run_outcome import failed_in_run
+    from edvmp_pipeline.defs.sensors.object_sensor import SENSOR_NAME
+    from edvmp_pipeline.defs.sensors.run_requests import known_states, plan_requests, register
     from edvmp_pipeline.domain.policy import load_default_policy
     from edvmp_pipeline.domain.records import ObjectVersion
-    from edvmp_pipeline.resources.summarizers import OfflineSummarizer
-    from edvmp_pipeline.sensors.object_sensor import SENSOR_NAME
-    from edvmp_pipeline.sensors.run_requests import known_states, plan_requests, register
+    from edvmp_pipeline.services.compliance import check_and_land
+    from edvmp_pipeline.services.processing import process_batch
+    from edvmp_pipeline.services.summaries import summarise_and_land
 
     rules = load_default_policy().rules
     summarizer = OfflineSummarizer()
@@ -172,8 +172,8 @@ def main() -> int:
         {k: v for k, v in stack.env().items() if k.startswith("AWS_")}
         | {"AWS_DEFAULT_REGION": stack.region, "EDVMP_HOME": str(home)}
     )
+    from edvmp_pipeline.adapters.object_store import ObjectStoreResource
     from edvmp_pipeline.catalog.store import Catalog
-    from edvmp_pipeline.resources.object_store import ObjectStoreResource
 
     client = make_s3_client(stack, max_pool_connections=args.put_workers)
     bucket = f"bench-scale-{uuid.uuid4().hex[:8]}"
@@ -189,9 +189,7 @@ def main() -> int:
         from edvmp_pipeline.domain.partition_keys import partition_key_for
 
         pks = [
-            partition_key_for(
-                f"s3://{bucket}", object_key(i), hashlib.md5(b"v%d" % i).hexdigest()
-            )
+            partition_key_for(f"s3://{bucket}", object_key(i), hashlib.md5(b"v%d" % i).hexdigest())
             for i in keys
         ]
         t0 = time.perf_counter()
@@ -206,8 +204,8 @@ def main() -> int:
         if not args.skip_sensor:
             import dagster as dg
 
+            from edvmp_pipeline.defs.sensors.object_sensor import SensorSettings
             from edvmp_pipeline.domain.video_filter import DEFAULT_VIDEO_EXTENSIONS
-            from edvmp_pipeline.sensors.object_sensor import SensorSettings
 
             settings = SensorSettings(bucket=bucket, extensions=DEFAULT_VIDEO_EXTENSIONS)
             with dg.instance_for_test() as instance:

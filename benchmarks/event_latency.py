@@ -48,7 +48,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # The dagster dev helper lives with the tests (the e2e test uses it too).
 sys.path.insert(0, str(REPO_ROOT))
 
-from edvmp_pipeline.stack import (  # noqa: E402
+from edvmp_pipeline.devtools.stack import (  # noqa: E402
     DEFAULT_REGION,
     StackPorts,
     StackSettings,
@@ -105,7 +105,7 @@ def measure_latency(
 ) -> dict[str, list[float]]:
     """Upload ``n`` clips through ``dagster dev`` and return per-stage latencies (seconds)."""
     from edvmp_pipeline.catalog.store import Catalog
-    from edvmp_pipeline.uploads import job_id_for, presign_upload, put_file
+    from edvmp_pipeline.services.uploads import job_id_for, presign_upload, put_file
     from edvmp_pipeline_tests.dagster_dev import prepare_homes, stack_env, start_dagster_dev
 
     client = make_s3_client(stack, signature_version="s3v4")
@@ -235,8 +235,8 @@ def run_sweep(
     """Tick from a fresh cursor until one full sweep ends; returns tick times and requests."""
     import dagster as dg
 
-    from edvmp_pipeline.resources.catalog_resource import CatalogResource
-    from edvmp_pipeline.sensors.object_sensor import SweepCursor, evaluate_sweep
+    from edvmp_pipeline.defs.catalog_resource import CatalogResource
+    from edvmp_pipeline.defs.sensors.object_sensor import SweepCursor, evaluate_sweep
 
     catalog_resource = CatalogResource(root=str(catalog_root))
     cursor: str | None = None
@@ -258,10 +258,10 @@ def measure_sensor(stack: StackSettings, sizes: list[int], workers: int) -> list
     """Tick timings over buckets of each size (the bucket grows from one size to the next)."""
     import dagster as dg
 
+    from edvmp_pipeline.adapters.object_store import ObjectStoreResource
     from edvmp_pipeline.catalog.store import Catalog
+    from edvmp_pipeline.defs.sensors.object_sensor import PAGE_SIZE, SensorSettings
     from edvmp_pipeline.domain.video_filter import DEFAULT_VIDEO_EXTENSIONS
-    from edvmp_pipeline.resources.object_store import ObjectStoreResource
-    from edvmp_pipeline.sensors.object_sensor import PAGE_SIZE, SensorSettings
 
     # The sensor's client reads credentials from the environment, like in the daemon.
     os.environ.update(

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import dagster as dg
 
-from edvmp_pipeline.assets.compliance import build_compliance_checks
-from edvmp_pipeline.assets.video_metadata import video_metadata
-from edvmp_pipeline.assets.video_summary import video_summary
+from edvmp_pipeline.adapters.object_store import object_store_from_env
+from edvmp_pipeline.adapters.prober import FfprobeProber
+from edvmp_pipeline.adapters.summarizers import summarizer_from_env
+from edvmp_pipeline.defs.catalog_resource import CatalogResource
+from edvmp_pipeline.defs.compliance import build_compliance_checks
+from edvmp_pipeline.defs.jobs import ingest_job
+from edvmp_pipeline.defs.sensors.failure_sensors import incident_sensor, redrive_sensor
+from edvmp_pipeline.defs.sensors.object_sensor import s3_object_sensor
+from edvmp_pipeline.defs.sensors.sqs_sensor import sqs_event_sensor
+from edvmp_pipeline.defs.video_metadata import video_metadata
+from edvmp_pipeline.defs.video_summary import video_summary
 from edvmp_pipeline.domain.policy import configured_policy
-from edvmp_pipeline.jobs import ingest_job
-from edvmp_pipeline.resources.catalog_resource import CatalogResource
-from edvmp_pipeline.resources.object_store import ObjectStoreResource
-from edvmp_pipeline.resources.prober import FfprobeProber
-from edvmp_pipeline.resources.progress import ProgressReporter
-from edvmp_pipeline.resources.summarizers import summarizer_from_env
-from edvmp_pipeline.sensors.failure_sensors import incident_sensor, redrive_sensor
-from edvmp_pipeline.sensors.object_sensor import s3_object_sensor
-from edvmp_pipeline.sensors.sqs_sensor import sqs_event_sensor
+from edvmp_pipeline.services.progress import ProgressReporter
 from edvmp_pipeline.settings import catalog_root, env_float
 
 
@@ -24,10 +24,7 @@ def build_resources() -> dict[str, object]:
     """Resources from the environment; each has a local default."""
     return {
         "catalog": CatalogResource(root=str(catalog_root())),
-        "object_store": ObjectStoreResource(
-            endpoint_url=dg.EnvVar("EDVMP_S3_ENDPOINT_URL").get_value() or None,
-            region=dg.EnvVar("AWS_DEFAULT_REGION").get_value() or None,
-        ),
+        "object_store": object_store_from_env(),
         "prober": FfprobeProber(timeout_s=env_float("EDVMP_PROBE_TIMEOUT_S", 60.0)),
         "progress": ProgressReporter(),
         "summarizer": summarizer_from_env(),

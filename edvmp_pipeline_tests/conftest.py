@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edvmp_pipeline.sample_media import generate_samples
+from edvmp_pipeline.devtools.sample_media import generate_samples
 from edvmp_pipeline_tests.media_factory import MediaCorpus, build_corpus, ffmpeg_available
 
 

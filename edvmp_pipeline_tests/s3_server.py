@@ -5,9 +5,10 @@ Register it from ``conftest.py`` with ``pytest_plugins = ["edvmp_pipeline_tests.
 Fixtures:
 
 ``s3_stack`` (session)
-    :class:`~edvmp_pipeline.stack.StackSettings` of the server. If ``EDVMP_S3_ENDPOINT_URL``,
-    ``AWS_ACCESS_KEY_ID`` and ``AWS_SECRET_ACCESS_KEY`` are set (CI starts one stack for the
-    whole run with ``edvmp stack up``), that server is used and left running. Otherwise a
+    :class:`~edvmp_pipeline.devtools.stack.StackSettings` of the server. If
+    ``EDVMP_S3_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID`` and ``AWS_SECRET_ACCESS_KEY`` are set
+    (CI starts one stack for the whole run with ``edvmp stack up``), that server is used and
+    left running. Otherwise a
     private stack is started on free ports under a temporary ``EDVMP_HOME`` (~3-7 s) and
     killed at the end of the session.
 ``s3_client`` (session)
@@ -29,7 +30,7 @@ import pytest
 from botocore.client import BaseClient
 from botocore.exceptions import BotoCoreError, ClientError
 
-from edvmp_pipeline.stack import (
+from edvmp_pipeline.devtools.stack import (
     DEFAULT_BUCKET,
     DEFAULT_REGION,
     StackPorts,
@@ -73,8 +74,8 @@ def unique_bucket_name(hint: str = "") -> str:
 def create_test_bucket(client: BaseClient, hint: str = "") -> str:
     """Create a fresh uniquely named bucket and return its name.
 
-    Cheap on the stacks started by ``edvmp_pipeline.stack``: an empty bucket holds no volume
-    and its first write grows one (not SeaweedFS's default seven), so hundreds fit.
+    Cheap on the stacks started by ``edvmp_pipeline.devtools.stack``: an empty bucket holds no
+    volume and its first write grows one (not SeaweedFS's default seven), so hundreds fit.
     """
     name = unique_bucket_name(hint)
     client.create_bucket(Bucket=name)

@@ -14,20 +14,16 @@ from urllib.parse import unquote
 import pytest
 from botocore.stub import Stubber
 
-from edvmp_pipeline.domain.backoff import backoff_delay
-from edvmp_pipeline.domain.errors import ConfigError, PipelineError
-from edvmp_pipeline.domain.records import StreamRecord, VideoRecord
-from edvmp_pipeline.domain.summary_prompt import (
-    DATA_TAG,
-    SYSTEM_PROMPT,
-    build_converse_request,
-)
-from edvmp_pipeline.resources.summarizers import (
+from edvmp_pipeline.adapters.summarizers import (
     BedrockSummarizer,
     OfflineSummarizer,
     SummarizerResource,
     summarizer_from_env,
 )
+from edvmp_pipeline.domain.backoff import backoff_delay
+from edvmp_pipeline.domain.errors import ConfigError, PipelineError
+from edvmp_pipeline.domain.records import StreamRecord, VideoRecord
+from edvmp_pipeline.domain.summary_prompt import DATA_TAG, SYSTEM_PROMPT, build_converse_request
 
 MODEL_ID = "anthropic.claude-3-haiku-20240307-v1:0"
 

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import dagster as dg
 
+from edvmp_pipeline.adapters.dagster_instance import get_instance
 from edvmp_pipeline.catalog.store import Catalog
 from edvmp_pipeline.definitions import build_resources, compliance_checks, defs
+from edvmp_pipeline.defs.batch_runs import add_partitions
+from edvmp_pipeline.defs.jobs import INGEST_JOB
 from edvmp_pipeline.domain.policy import load_default_policy
-from edvmp_pipeline.ingest import add_partitions, ingest
-from edvmp_pipeline.instance_home import get_instance
-from edvmp_pipeline.jobs import INGEST_JOB
+from edvmp_pipeline.services.ingest import ingest
 from edvmp_pipeline_tests.cli_support import SAMPLE_GOOD, run_edvmp
 
 REPO = Path(__file__).resolve().parent.parent

@@ -21,9 +21,9 @@ import pytest
 from botocore.client import BaseClient
 
 from edvmp_pipeline.catalog.store import Catalog
-from edvmp_pipeline.sample_media import generate_samples
-from edvmp_pipeline.stack import StackSettings
-from edvmp_pipeline.uploads import job_id_for
+from edvmp_pipeline.devtools.sample_media import generate_samples
+from edvmp_pipeline.devtools.stack import StackSettings
+from edvmp_pipeline.services.uploads import job_id_for
 from edvmp_pipeline_tests.dagster_dev import prepare_homes, stack_env, start_dagster_dev
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]

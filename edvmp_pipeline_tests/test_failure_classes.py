@@ -860,7 +860,7 @@ def test_fingerprint_is_stable_across_processes() -> None:
 
 
 def test_prober_rejections_agree(media: dict[str, Path], tmp_path: Path) -> None:
-    prober_mod = pytest.importorskip("edvmp_pipeline.resources.prober")
+    prober_mod = pytest.importorskip("edvmp_pipeline.adapters.prober")
     prober = prober_mod.FfprobeProber()
     rejected: dict[str, errors.PipelineError] = {}
     for name in ("zero", "random", "random_bin", "text", "truncated", "still", "audio"):
@@ -891,7 +891,7 @@ def test_prober_rejections_agree(media: dict[str, Path], tmp_path: Path) -> None
 
 
 def test_s3_translation_agrees(server: str) -> None:
-    s3_errors = pytest.importorskip("edvmp_pipeline.resources.s3_errors")
+    s3_errors = pytest.importorskip("edvmp_pipeline.adapters.s3_errors")
     s3 = s3_client(server)
     for marker in S3_ERRORS:
         exc = raised(lambda m=marker: s3.get_object(Bucket="videos", Key=f"{m}/a.mp4", IfMatch="e"))
@@ -902,8 +902,8 @@ def test_s3_translation_agrees(server: str) -> None:
 def test_bedrock_summarizer_errors_agree(
     media: dict[str, Path], server: str, closed_port: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    summarizers = pytest.importorskip("edvmp_pipeline.resources.summarizers")
-    prober_mod = pytest.importorskip("edvmp_pipeline.resources.prober")
+    summarizers = pytest.importorskip("edvmp_pipeline.adapters.summarizers")
+    prober_mod = pytest.importorskip("edvmp_pipeline.adapters.prober")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
     good = media["good"]

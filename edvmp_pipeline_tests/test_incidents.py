@@ -13,12 +13,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from edvmp_pipeline.incidents import due_redrives, record_run_failure
-from edvmp_pipeline.ingest import ingest
-from edvmp_pipeline.instance_home import get_instance
-from edvmp_pipeline.resources.catalog_resource import CatalogResource
-from edvmp_pipeline.sample_media import generate_samples
-from edvmp_pipeline.sensors.failure_sensors import incident_sensor, redrive_sensor
+from edvmp_pipeline.adapters.dagster_instance import get_instance
+from edvmp_pipeline.defs.catalog_resource import CatalogResource
+from edvmp_pipeline.defs.run_failures import record_run_failure
+from edvmp_pipeline.defs.sensors.failure_sensors import incident_sensor, redrive_sensor
+from edvmp_pipeline.devtools.sample_media import generate_samples
+from edvmp_pipeline.services.incidents import due_redrives
+from edvmp_pipeline.services.ingest import ingest
 from edvmp_pipeline_tests.cli_support import catalog_at, run_edvmp
 
 HOSTILE_NAMES = [
@@ -140,7 +141,7 @@ def test_redrive_is_bounded_with_backoff(
         request = result.run_requests[0]
         assert request.tags["edvmp/attempt"] == str(requested + 2)
         # Run what the daemon would launch, through the same job and instance.
-        from edvmp_pipeline.ingest import run_batches
+        from edvmp_pipeline.defs.batch_runs import run_batches
 
         run_batches(
             instance,
@@ -166,7 +167,7 @@ def test_permanent_failures_are_never_redriven(tmp_path: Path, home: Path) -> No
 
 
 def test_object_deleted_before_processing_is_object_missing(tmp_path: Path, home: Path) -> None:
-    from edvmp_pipeline.ingest import run_batches
+    from edvmp_pipeline.defs.batch_runs import run_batches
 
     folder = tmp_path / "lib"
     generate_samples(folder, broken=False)

@@ -9,7 +9,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from edvmp_pipeline.ingest import ingest
+from edvmp_pipeline.services.ingest import ingest
 from edvmp_pipeline_tests.cli_support import SAMPLE_BROKEN, SAMPLE_GOOD, catalog_at, run_edvmp
 
 GOOD = SAMPLE_GOOD
@@ -99,8 +99,8 @@ def test_changed_content_is_a_new_version(library: Path, home: Path) -> None:
 
 
 def test_content_hashes_are_cached_between_scans(library: Path, home: Path) -> None:
-    from edvmp_pipeline.domain.content_hash import ContentHashCache
-    from edvmp_pipeline.resources.object_store import iter_folder
+    from edvmp_pipeline.adapters.content_hash import ContentHashCache
+    from edvmp_pipeline.adapters.object_store import iter_folder
 
     ingest(str(library))
     with ContentHashCache(home / "content_hashes.sqlite") as cache:

@@ -26,23 +26,18 @@ from botocore.exceptions import EndpointConnectionError
 from dagster._core.definitions.sensor_definition import SensorExecutionData
 from dagster._core.test_utils import create_run_for_test
 
-from edvmp_pipeline.assets.partitions import (
-    TAG_ETAG,
-    TAG_OBJECT_KEY,
-    TAG_SOURCE,
-    TAG_TRIGGER,
-    videos_partitions,
-)
+from edvmp_pipeline.adapters.object_store import ObjectStoreResource
 from edvmp_pipeline.catalog.store import FAILED, PENDING, Catalog
 from edvmp_pipeline.definitions import build_resources, defs
+from edvmp_pipeline.defs.catalog_resource import CatalogResource
+from edvmp_pipeline.defs.jobs import INGEST_JOB
+from edvmp_pipeline.defs.partitions import videos_partitions
+from edvmp_pipeline.defs.run_failures import record_run_failure
+from edvmp_pipeline.defs.sensors.object_sensor import SENSOR_NAME, SweepCursor, s3_object_sensor
+from edvmp_pipeline.defs.sensors.run_requests import run_exists
+from edvmp_pipeline.defs.tags import RUN_KEY_TAG, TAG_ETAG, TAG_OBJECT_KEY, TAG_SOURCE, TAG_TRIGGER
+from edvmp_pipeline.devtools.stack import StackSettings
 from edvmp_pipeline.domain.partition_keys import partition_key_for
-from edvmp_pipeline.incidents import record_run_failure
-from edvmp_pipeline.jobs import INGEST_JOB
-from edvmp_pipeline.resources.catalog_resource import CatalogResource
-from edvmp_pipeline.resources.object_store import ObjectStoreResource
-from edvmp_pipeline.sensors.object_sensor import SENSOR_NAME, SweepCursor, s3_object_sensor
-from edvmp_pipeline.sensors.run_requests import RUN_KEY_TAG, run_exists
-from edvmp_pipeline.stack import StackSettings
 
 # --- the daemon, as far as the sensor can tell ---------------------------------------------
 
@@ -583,7 +578,7 @@ def test_the_listing_sensor_can_be_switched_off(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """On AWS the SQS sensor sees every upload; EDVMP_OBJECT_SENSOR=off stops the listing."""
-    from edvmp_pipeline.sensors.object_sensor import s3_object_sensor
+    from edvmp_pipeline.defs.sensors.object_sensor import s3_object_sensor
 
     monkeypatch.setenv("EDVMP_OBJECT_SENSOR", "off")
     context = dg.build_sensor_context(

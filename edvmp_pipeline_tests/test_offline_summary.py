@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 
+from edvmp_pipeline.adapters.summarizers import OFFLINE_MODEL_ID, OfflineSummarizer
 from edvmp_pipeline.domain.offline_summary import (
     audio_codec_name,
     channel_layout_name,
@@ -14,7 +15,6 @@ from edvmp_pipeline.domain.offline_summary import (
     video_codec_name,
 )
 from edvmp_pipeline.domain.records import StreamRecord, VideoRecord
-from edvmp_pipeline.resources.summarizers import OFFLINE_MODEL_ID, OfflineSummarizer
 
 
 def make_record(**overrides: object) -> VideoRecord:

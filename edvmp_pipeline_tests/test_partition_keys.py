@@ -5,11 +5,7 @@ from dagster._core.definitions.partitions.utils.base import (
     raise_error_on_invalid_partition_key_substring,
 )
 
-from edvmp_pipeline.domain.partition_keys import (
-    SLUG_MAX,
-    is_valid_partition_key,
-    partition_key_for,
-)
+from edvmp_pipeline.domain.partition_keys import SLUG_MAX, is_valid_partition_key, partition_key_for
 
 HOSTILE_KEYS = [
     "plain.mp4",

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from edvmp_pipeline.adapters.prober import FfprobeProber, read_leading_bytes
 from edvmp_pipeline.domain.errors import (
     ConfigError,
     MediaRejected,
@@ -22,7 +23,6 @@ from edvmp_pipeline.domain.errors import (
     StoreUnreachable,
 )
 from edvmp_pipeline.domain.records import VideoRecord
-from edvmp_pipeline.resources.prober import FfprobeProber, read_leading_bytes
 from edvmp_pipeline_tests.media_factory import BAD_CASES, GOOD_CASES, MediaCase, MediaCorpus
 
 PROBER = FfprobeProber()

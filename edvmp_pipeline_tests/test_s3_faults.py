@@ -20,19 +20,26 @@ import duckdb
 import pytest
 from botocore.client import BaseClient
 
-import edvmp_pipeline.assets.video_metadata as video_metadata_module
-from edvmp_pipeline.assets.metadata_batch import RetrySettings
+import edvmp_pipeline.defs.video_metadata as video_metadata_module
+from edvmp_pipeline.adapters.dagster_instance import get_instance
+from edvmp_pipeline.adapters.object_store import ObjectStoreResource, ProbeTarget
+from edvmp_pipeline.adapters.prober import FfprobeProber
 from edvmp_pipeline.catalog.store import Catalog
+from edvmp_pipeline.defs.batch_runs import run_batches
+from edvmp_pipeline.defs.catalog_resource import CatalogResource
+from edvmp_pipeline.defs.sensors.failure_sensors import redrive_sensor
+from edvmp_pipeline.devtools.stack import (
+    StackPorts,
+    StackSettings,
+    make_s3_client,
+    stack_down,
+    stack_up,
+)
 from edvmp_pipeline.domain.records import ObjectVersion
-from edvmp_pipeline.incidents import due_redrives
-from edvmp_pipeline.ingest import ingest, run_batches
-from edvmp_pipeline.instance_home import get_instance
-from edvmp_pipeline.redrive import redrive
-from edvmp_pipeline.resources.catalog_resource import CatalogResource
-from edvmp_pipeline.resources.object_store import ObjectStoreResource, ProbeTarget
-from edvmp_pipeline.resources.prober import FfprobeProber
-from edvmp_pipeline.sensors.failure_sensors import redrive_sensor
-from edvmp_pipeline.stack import StackPorts, StackSettings, make_s3_client, stack_down, stack_up
+from edvmp_pipeline.services.incidents import due_redrives
+from edvmp_pipeline.services.ingest import ingest
+from edvmp_pipeline.services.processing import RetrySettings
+from edvmp_pipeline.services.redrive import redrive
 from edvmp_pipeline_tests.test_object_sensor import (
     SensorDriver,
     configure_s3_env,

@@ -20,19 +20,18 @@ import pytest
 from dagster._core.test_utils import create_run_for_test
 from moto import mock_aws
 
-from edvmp_pipeline.assets.partitions import TAG_ETAG, TAG_OBJECT_KEY, TAG_SOURCE, TAG_TRIGGER
 from edvmp_pipeline.catalog.store import PENDING, Catalog
-from edvmp_pipeline.domain.partition_keys import partition_key_for
-from edvmp_pipeline.jobs import INGEST_JOB
-from edvmp_pipeline.resources.catalog_resource import CatalogResource
-from edvmp_pipeline.sensors.sqs_sensor import (
+from edvmp_pipeline.defs.catalog_resource import CatalogResource
+from edvmp_pipeline.defs.jobs import INGEST_JOB
+from edvmp_pipeline.defs.sensors.sqs_sensor import (
     REASON_ATTRIBUTE,
-    RUN_KEY_TAG,
     SENSOR_NAME,
     QueueCursor,
     SqsSettings,
     sqs_event_sensor,
 )
+from edvmp_pipeline.defs.tags import RUN_KEY_TAG, TAG_ETAG, TAG_OBJECT_KEY, TAG_SOURCE, TAG_TRIGGER
+from edvmp_pipeline.domain.partition_keys import partition_key_for
 from edvmp_pipeline_tests.test_s3_events import (
     DECODED_UNICODE_KEY,
     ENCODED_UNICODE_KEY,

@@ -22,8 +22,8 @@ import pytest
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
-from edvmp_pipeline import stack
-from edvmp_pipeline.stack import (
+from edvmp_pipeline.devtools import stack
+from edvmp_pipeline.devtools.stack import (
     StackError,
     StackPorts,
     StackSettings,
@@ -187,7 +187,7 @@ def test_export_lines_quote_awkward_values(tmp_path: Path) -> None:
 _UP_IN_CHILD = """
 import dataclasses, json, sys
 from pathlib import Path
-from edvmp_pipeline.stack import StackPorts, stack_up
+from edvmp_pipeline.devtools.stack import StackPorts, stack_up
 ports = StackPorts(**json.loads(sys.argv[2]))
 settings = stack_up(Path(sys.argv[1]), bucket="keep", ports=ports)
 print(json.dumps(dataclasses.asdict(settings), default=str))

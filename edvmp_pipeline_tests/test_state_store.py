@@ -170,9 +170,9 @@ def test_a_crash_marks_unfinished_versions_failed_and_due_redrives_are_bounded(
 RACER = textwrap.dedent(
     """
     import sys, uuid
-    from edvmp_pipeline.assets.metadata_batch import process_batch
+    from edvmp_pipeline.services.processing import process_batch
     from edvmp_pipeline.catalog.store import Catalog
-    from edvmp_pipeline.resources.object_store import ObjectStoreResource
+    from edvmp_pipeline.adapters.object_store import ObjectStoreResource
     from edvmp_pipeline_tests.test_state_store import CannedProber, KEYS
     cat = Catalog(sys.argv[1]).ensure()
     out = process_batch(KEYS, catalog=cat, store=ObjectStoreResource(), prober=CannedProber(),

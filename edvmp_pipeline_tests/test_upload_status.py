@@ -12,14 +12,14 @@ import dagster as dg
 import pytest
 from botocore.client import BaseClient
 
+from edvmp_pipeline.adapters.object_store import ObjectStoreResource
+from edvmp_pipeline.defs.catalog_resource import CatalogResource
+from edvmp_pipeline.defs.sensors.object_sensor import SensorSettings, evaluate_sweep
+from edvmp_pipeline.devtools.sample_media import generate_samples
+from edvmp_pipeline.devtools.stack import StackSettings, make_s3_client
 from edvmp_pipeline.domain.partition_keys import normalise_etag, partition_key_for
 from edvmp_pipeline.domain.video_filter import DEFAULT_VIDEO_EXTENSIONS
-from edvmp_pipeline.resources.catalog_resource import CatalogResource
-from edvmp_pipeline.resources.object_store import ObjectStoreResource
-from edvmp_pipeline.sample_media import generate_samples
-from edvmp_pipeline.sensors.object_sensor import SensorSettings, evaluate_sweep
-from edvmp_pipeline.stack import StackSettings, make_s3_client
-from edvmp_pipeline.uploads import (
+from edvmp_pipeline.services.uploads import (
     InvalidObjectKey,
     job_id_for,
     presign_upload,

@@ -11,14 +11,9 @@ import dagster as dg
 import pytest
 
 import edvmp_pipeline.definitions as definitions
-from edvmp_pipeline.assets.run_outcome import ERROR_CLASSES, FAILED_PARTITIONS
-from edvmp_pipeline.domain.offline_summary import offline_summary
-from edvmp_pipeline.domain.records import VideoRecord
-from edvmp_pipeline.ingest import add_partitions, ingest
-from edvmp_pipeline.instance_home import get_instance
-from edvmp_pipeline.jobs import INGEST_JOB
-from edvmp_pipeline.resources.prober import FfprobeProber
-from edvmp_pipeline.resources.summarizers import (
+from edvmp_pipeline.adapters.dagster_instance import get_instance
+from edvmp_pipeline.adapters.prober import FfprobeProber
+from edvmp_pipeline.adapters.summarizers import (
     OfflineSummarizer,
     SummarizerError,
     SummarizerResource,
@@ -26,6 +21,12 @@ from edvmp_pipeline.resources.summarizers import (
     SummarizerUnavailable,
     Summary,
 )
+from edvmp_pipeline.defs.batch_runs import add_partitions
+from edvmp_pipeline.defs.jobs import INGEST_JOB
+from edvmp_pipeline.defs.tags import ERROR_CLASSES, FAILED_PARTITIONS
+from edvmp_pipeline.domain.offline_summary import offline_summary
+from edvmp_pipeline.domain.records import VideoRecord
+from edvmp_pipeline.services.ingest import ingest
 from edvmp_pipeline_tests.cli_support import SAMPLE_BROKEN, SAMPLE_GOOD, catalog_at
 from edvmp_pipeline_tests.test_bedrock_summarizer import (  # noqa: F401  (a fixture)
     FakeBedrock,

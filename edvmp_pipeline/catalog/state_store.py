@@ -452,7 +452,7 @@ class SqliteStateStore:
         RUNNING under a live claimant is left alone, so two ingests or a sensor run and an
         ingest racing on one version process it once.
         """
-        from edvmp_pipeline.processes import pid_alive
+        from edvmp_pipeline.catalog.claimants import pid_alive
 
         keys = list(dict.fromkeys(partition_keys))
         host = socket.gethostname()

@@ -7,7 +7,7 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from edvmp_pipeline.ingest import IngestReport
+    from edvmp_pipeline.services.ingest import IngestReport
 
 from edvmp_pipeline.settings import DEFAULT_BATCH_SIZE
 
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the ingest and print its summary; 0 all good, 1 any failure."""
     from tqdm import tqdm
 
-    from edvmp_pipeline.ingest import ingest
+    from edvmp_pipeline.services.ingest import ingest
 
     if args.batch_size < 1 or args.workers < 0:
         raise SystemExit("edvmp: error: --batch-size must be >= 1 and --workers >= 0")

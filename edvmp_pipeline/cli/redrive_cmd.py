@@ -21,7 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Re-run and report; 0 when every redriven version succeeded, 1 otherwise."""
-    from edvmp_pipeline.redrive import redrive
+    from edvmp_pipeline.services.redrive import redrive
 
     chosen = [x for x in (args.incident, args.cls, args.fingerprint) if x]
     if len(chosen) != 1:

@@ -31,8 +31,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Register and print the partition keys (or their range)."""
-    from edvmp_pipeline.ingest import ingest, partition_range
-    from edvmp_pipeline.instance_home import get_instance
+    from edvmp_pipeline.adapters.dagster_instance import get_instance
+    from edvmp_pipeline.defs.batch_runs import partition_range
+    from edvmp_pipeline.services.ingest import ingest
 
     report = ingest(args.source, retry_failed=args.retry_failed, register_only=True)
     print(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edvmp_pipeline.sample_media import generate_samples
+from edvmp_pipeline.devtools.sample_media import generate_samples
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

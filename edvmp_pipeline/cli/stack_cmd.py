@@ -30,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Carry out the action; stack errors become clean messages (exit 2)."""
-    from edvmp_pipeline import stack
+    from edvmp_pipeline.devtools import stack
 
     home = edvmp_home()
     try:

@@ -81,7 +81,7 @@ class _Sources:
     def instance(self) -> dg.DagsterInstance | None:
         # No instance yet means no run yet: do not create one just to find nothing.
         if self._instance is None and self._home.is_dir():
-            from edvmp_pipeline.instance_home import get_instance
+            from edvmp_pipeline.adapters.dagster_instance import get_instance
 
             self._instance = get_instance()
         return self._instance

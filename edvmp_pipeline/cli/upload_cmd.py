@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     from botocore.config import Config
     from tqdm import tqdm
 
-    from edvmp_pipeline.uploads import (
+    from edvmp_pipeline.services.uploads import (
         guess_content_type,
         job_id_for,
         presign_upload,

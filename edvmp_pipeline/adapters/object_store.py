@@ -18,12 +18,12 @@ import boto3
 import dagster as dg
 from botocore.config import Config
 
-from edvmp_pipeline.domain.content_hash import ContentHashCache
+from edvmp_pipeline.adapters.content_hash import ContentHashCache
+from edvmp_pipeline.adapters.s3_errors import translate_s3_error
 from edvmp_pipeline.domain.errors import ConfigError, ObjectMissing
 from edvmp_pipeline.domain.partition_keys import normalise_etag
 from edvmp_pipeline.domain.records import ObjectVersion
 from edvmp_pipeline.domain.source_uri import SourceSpec
-from edvmp_pipeline.resources.s3_errors import translate_s3_error
 
 LEADING_BYTES = 64
 
@@ -203,3 +203,11 @@ class ObjectStoreResource(dg.ConfigurableResource):
         except Exception as exc:
             raise translate_s3_error(exc, what=what) from None
         return ProbeTarget(url, leading)
+
+
+def object_store_from_env() -> ObjectStoreResource:
+    """The object store named by ``EDVMP_S3_ENDPOINT_URL`` and ``AWS_DEFAULT_REGION``."""
+    return ObjectStoreResource(
+        endpoint_url=os.environ.get("EDVMP_S3_ENDPOINT_URL") or None,
+        region=os.environ.get("AWS_DEFAULT_REGION") or None,
+    )

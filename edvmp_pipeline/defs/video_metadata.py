@@ -9,17 +9,17 @@ from collections.abc import Iterator
 import dagster as dg
 from pydantic import Field
 
-from edvmp_pipeline.assets.metadata_batch import RetrySettings, process_batch
-from edvmp_pipeline.assets.partitions import videos_partitions
-from edvmp_pipeline.assets.run_outcome import (
+from edvmp_pipeline.adapters.object_store import ObjectStoreResource
+from edvmp_pipeline.adapters.prober import FfprobeProber
+from edvmp_pipeline.defs.catalog_resource import CatalogResource
+from edvmp_pipeline.defs.partitions import videos_partitions
+from edvmp_pipeline.defs.run_outcome import (
     downstream_released,
     fail_run_if_versions_failed,
     release_downstream,
 )
-from edvmp_pipeline.resources.catalog_resource import CatalogResource
-from edvmp_pipeline.resources.object_store import ObjectStoreResource
-from edvmp_pipeline.resources.prober import FfprobeProber
-from edvmp_pipeline.resources.progress import ProgressReporter
+from edvmp_pipeline.services.processing import RetrySettings, process_batch
+from edvmp_pipeline.services.progress import ProgressReporter
 from edvmp_pipeline.settings import probe_workers_default
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from edvmp_pipeline.assets.partitions import videos_partitions
-from edvmp_pipeline.assets.run_outcome import DEFER_ASSET_EVENTS_TAG
+from edvmp_pipeline.defs.partitions import videos_partitions
+from edvmp_pipeline.defs.tags import DEFER_ASSET_EVENTS_TAG
 
 INGEST_JOB = "ingest_videos"
 

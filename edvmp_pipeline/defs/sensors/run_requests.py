@@ -15,14 +15,9 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from edvmp_pipeline.assets.partitions import (
-    TAG_ETAG,
-    TAG_OBJECT_KEY,
-    TAG_SOURCE,
-    TAG_TRIGGER,
-    videos_partitions,
-)
 from edvmp_pipeline.catalog.store import PENDING, Catalog
+from edvmp_pipeline.defs.partitions import videos_partitions
+from edvmp_pipeline.defs.tags import RUN_KEY_TAG, TAG_ETAG, TAG_OBJECT_KEY, TAG_SOURCE, TAG_TRIGGER
 from edvmp_pipeline.domain.partition_keys import partition_key_for
 from edvmp_pipeline.domain.records import ObjectVersion
 
@@ -114,9 +109,6 @@ def plan_requests(
                 states[pk] = PENDING
         consumed += 1
     return requests, consumed
-
-
-RUN_KEY_TAG = "dagster/run_key"
 
 
 def run_exists(instance: dg.DagsterInstance | None, run_key: str | None) -> bool:

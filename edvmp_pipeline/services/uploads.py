@@ -23,12 +23,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 from xml.etree import ElementTree
 
-from edvmp_pipeline.domain.errors import (
-    AccessDenied,
-    ConfigError,
-    PipelineError,
-    StoreUnreachable,
-)
+from edvmp_pipeline.domain.errors import AccessDenied, ConfigError, PipelineError, StoreUnreachable
 from edvmp_pipeline.domain.partition_keys import normalise_etag, partition_key_for
 
 # S3's limit on key length, in UTF-8 bytes.
@@ -128,7 +123,7 @@ def presign_upload(
         )
     except Exception as exc:
         # Lazy: botocore is already loaded by the caller's client; keeps this module light.
-        from edvmp_pipeline.resources.s3_errors import translate_s3_error
+        from edvmp_pipeline.adapters.s3_errors import translate_s3_error
 
         raise translate_s3_error(exc, what=f"s3://{bucket}/{key}") from None
     return PresignedUpload(url=url, method="PUT", headers=headers)

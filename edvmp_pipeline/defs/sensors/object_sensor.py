@@ -20,20 +20,20 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from edvmp_pipeline.assets.partitions import videos_partitions
-from edvmp_pipeline.domain.partition_keys import normalise_etag
-from edvmp_pipeline.domain.records import ObjectVersion
-from edvmp_pipeline.domain.video_filter import parse_extensions, skip_reason
-from edvmp_pipeline.jobs import ingest_job
-from edvmp_pipeline.resources.catalog_resource import CatalogResource
-from edvmp_pipeline.resources.object_store import ObjectStoreResource
-from edvmp_pipeline.resources.s3_errors import translate_s3_error
-from edvmp_pipeline.sensors.run_requests import (
+from edvmp_pipeline.adapters.object_store import ObjectStoreResource
+from edvmp_pipeline.adapters.s3_errors import translate_s3_error
+from edvmp_pipeline.defs.catalog_resource import CatalogResource
+from edvmp_pipeline.defs.jobs import ingest_job
+from edvmp_pipeline.defs.partitions import videos_partitions
+from edvmp_pipeline.defs.sensors.run_requests import (
     known_states,
     plan_requests,
     register,
     run_exists,
 )
+from edvmp_pipeline.domain.partition_keys import normalise_etag
+from edvmp_pipeline.domain.records import ObjectVersion
+from edvmp_pipeline.domain.video_filter import parse_extensions, skip_reason
 from edvmp_pipeline.settings import env_int
 
 SENSOR_NAME = "s3_object_sensor"

@@ -10,13 +10,13 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from edvmp_pipeline.adapters.object_store import ObjectStoreResource
+from edvmp_pipeline.adapters.prober import FfprobeProber
 from edvmp_pipeline.catalog.store import Catalog
 from edvmp_pipeline.domain.backoff import retry_call
 from edvmp_pipeline.domain.errors import PipelineError
 from edvmp_pipeline.domain.records import ObjectVersion, VideoRecord
-from edvmp_pipeline.resources.object_store import ObjectStoreResource
-from edvmp_pipeline.resources.prober import FfprobeProber
-from edvmp_pipeline.resources.progress import ProgressReporter
+from edvmp_pipeline.services.progress import ProgressReporter
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,10 @@ import socket
 
 import dagster as dg
 
+from edvmp_pipeline.catalog.claimants import pid_alive
 from edvmp_pipeline.catalog.store import Catalog
-from edvmp_pipeline.incidents import record_run_failure
-from edvmp_pipeline.processes import pid_alive
-
-TAG_HOST = "edvmp/host"
-TAG_PID = "edvmp/pid"
+from edvmp_pipeline.defs.run_failures import record_run_failure
+from edvmp_pipeline.defs.tags import TAG_HOST, TAG_PID
 
 
 def process_tags() -> dict[str, str]:

@@ -22,19 +22,18 @@ from collections.abc import Iterator
 import dagster as dg
 
 from edvmp_pipeline.catalog.store import FAILED, Catalog
+from edvmp_pipeline.defs.tags import (
+    DEFER_ASSET_EVENTS_TAG,
+    ERROR_CLASSES,
+    ERRORS,
+    FAILED_PARTITIONS,
+)
 
 # Step keys in the order the gate prefers them: the run fails in the last one it executes.
 # video_summary and the compliance checks both depend on video_metadata only, so when one of
 # them raises the other still runs; the checks never raise for a policy violation (they are
 # not blocking), only as the gate of a run that has no summary step.
 PIPELINE = ("video_metadata", "compliance", "video_summary")
-
-# Dagster system tag: asset events of the run's steps come only from the events they log.
-DEFER_ASSET_EVENTS_TAG = "dagster/defer_asset_events"
-
-FAILED_PARTITIONS = "failed_partitions"
-ERROR_CLASSES = "error_classes"
-ERRORS = "errors"
 
 
 def downstream_released(

@@ -41,25 +41,24 @@ import boto3
 import dagster as dg
 from botocore.config import Config
 
-from edvmp_pipeline.domain.records import ObjectVersion
-from edvmp_pipeline.domain.s3_events import MalformedEvent, parse_message
-from edvmp_pipeline.domain.video_filter import parse_extensions, skip_reason
-from edvmp_pipeline.jobs import ingest_job
-from edvmp_pipeline.resources.catalog_resource import CatalogResource
-from edvmp_pipeline.sensors.run_requests import (
+from edvmp_pipeline.defs.catalog_resource import CatalogResource
+from edvmp_pipeline.defs.jobs import ingest_job
+from edvmp_pipeline.defs.sensors.run_requests import (
     drop_already_launched,
     known_states,
     plan_requests,
     register,
     run_key_for,
 )
+from edvmp_pipeline.domain.records import ObjectVersion
+from edvmp_pipeline.domain.s3_events import MalformedEvent, parse_message
+from edvmp_pipeline.domain.video_filter import parse_extensions, skip_reason
 from edvmp_pipeline.settings import env_int
 
 SENSOR_NAME = "sqs_event_sensor"
 TRIGGER = "sqs-sensor"
 REASON_ATTRIBUTE = "edvmp_reason"
 # Dagster's own tag for a sensor run's run key (dagster._core.storage.tags.RUN_KEY_TAG).
-RUN_KEY_TAG = "dagster/run_key"
 # SQS hard limits: 10 messages per receive and per batch delete.
 SQS_BATCH = 10
 _REASON_MAX = 1000

@@ -11,7 +11,7 @@ import dagster as dg
 from edvmp_pipeline.settings import dagster_home
 
 # The repo's dagster.yaml is the instance configuration for local use.
-_REPO_INSTANCE_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
+_REPO_INSTANCE_YAML = Path(__file__).resolve().parents[2] / "dagster.yaml"
 _FALLBACK_YAML = "telemetry:\n  enabled: false\n"
 
 

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import dagster as dg
 
-from edvmp_pipeline.assets.partitions import TAG_TRIGGER
-from edvmp_pipeline.incidents import attempt_tags, due_redrives, record_redrives, record_run_failure
-from edvmp_pipeline.jobs import ingest_job
-from edvmp_pipeline.resources.catalog_resource import CatalogResource
-
-TAG_REDRIVE_OF = "edvmp/redrive_of"
+from edvmp_pipeline.defs.catalog_resource import CatalogResource
+from edvmp_pipeline.defs.jobs import ingest_job
+from edvmp_pipeline.defs.run_failures import record_run_failure
+from edvmp_pipeline.defs.tags import TAG_REDRIVE_OF, TAG_TRIGGER, attempt_tags
+from edvmp_pipeline.services.incidents import due_redrives, record_redrives
 
 
 @dg.run_failure_sensor(

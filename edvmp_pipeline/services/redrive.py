@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from edvmp_pipeline.adapters.dagster_instance import get_instance
 from edvmp_pipeline.catalog.store import SUCCEEDED, Catalog
-from edvmp_pipeline.incidents import attempt_tags, record_redrives
-from edvmp_pipeline.ingest import add_partitions, run_batches
-from edvmp_pipeline.instance_home import get_instance
+from edvmp_pipeline.services.incidents import record_redrives
 from edvmp_pipeline.settings import DEFAULT_BATCH_SIZE, catalog_root
 
 
@@ -30,6 +29,9 @@ def redrive(
     fingerprint: str | None = None,
 ) -> RedriveOutcome:
     """Run the versions of the matching OPEN incidents again, in-process, and report."""
+    from edvmp_pipeline.defs.batch_runs import add_partitions, run_batches
+    from edvmp_pipeline.defs.tags import attempt_tags
+
     catalog = Catalog(catalog_root()).ensure()
     found = catalog.state.open_incidents(
         incident_id=incident_id, failure_class=failure_class, fingerprint=fingerprint

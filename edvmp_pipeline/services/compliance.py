@@ -1,0 +1,95 @@
+"""Compliance of catalogued versions: which need checking, evaluating the rules, landing
+one ``checks`` row per (version, rule). Plain Python shared by the asset checks and the
+benchmarks: no Dagster here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from edvmp_pipeline.catalog.store import Catalog
+from edvmp_pipeline.domain.policy import Rule, evaluate_rule
+
+
+@dataclass
+class RuleOutcome:
+    """One rule over the versions of a run."""
+
+    rule: Rule
+    evaluated: int = 0
+    failing_keys: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failing_keys
+
+
+def rows_to_check(
+    catalog: Catalog, partition_keys: Sequence[str], *, recheck: bool = False
+) -> list[dict[str, Any]]:
+    """``videos`` rows among ``partition_keys`` whose current metadata is not checked yet.
+
+    The state store says which: a version is checked when its ``checked_at`` is at least as
+    new as its metadata, so a re-probed version is checked again and other versions in the
+    run's range (processed by someone else) are not checked twice. ``recheck`` (a run of a
+    subset of the rules) takes every version with metadata.
+    """
+    states = catalog.job_states(partition_keys)
+    todo = [
+        pk
+        for pk, s in states.items()
+        if s.metadata_at is not None
+        and (recheck or s.checked_at is None or s.checked_at < s.metadata_at)
+    ]
+    return catalog.video_rows(todo)
+
+
+def evaluate_rows(
+    rules: Sequence[Rule], rows: Sequence[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[RuleOutcome]]:
+    """Evaluate every rule on every row: ``checks`` rows and one outcome per rule."""
+    outcomes = [RuleOutcome(rule) for rule in rules]
+    check_rows: list[dict[str, Any]] = []
+    for row in rows:
+        for outcome in outcomes:
+            result = evaluate_rule(outcome.rule, row)
+            outcome.evaluated += 1
+            if not result.passed:
+                outcome.failing_keys.append(row["object_key"])
+            check_rows.append(
+                {
+                    "partition_key": row["partition_key"],
+                    "object_key": row["object_key"],
+                    "etag": row["etag"],
+                    "rule_id": result.rule_id,
+                    "field": result.field,
+                    "severity": result.severity,
+                    "passed": result.passed,
+                    "actual": result.actual,
+                    "expected": result.expected,
+                }
+            )
+    return check_rows, outcomes
+
+
+def check_and_land(
+    catalog: Catalog,
+    rules: Sequence[Rule],
+    partition_keys: Sequence[str],
+    *,
+    run_id: str,
+    every_rule: bool = True,
+) -> tuple[list[dict[str, Any]], list[RuleOutcome]]:
+    """The step's work without Dagster: evaluate ``rules`` on the versions not checked yet
+    and land one ``checks`` row per (version, rule). ``every_rule`` says ``rules`` is the
+    whole policy, so the versions count as checked."""
+    rows = rows_to_check(catalog, partition_keys, recheck=not every_rule)
+    check_rows, outcomes = evaluate_rows(rules, rows)
+    catalog.write_checks(
+        check_rows,
+        run_id=run_id,
+        complete=[r["partition_key"] for r in rows] if every_rule else (),
+    )
+    return rows, outcomes
