@@ -1,4 +1,5 @@
-"""Is a process still alive? (shared by the local stack and the dead-run reaper)"""
+"""Who holds a claim, and is that process still alive? (the state store's claims, the
+dead-run reaper and the local stack all ask)"""
 
 from __future__ import annotations
 

@@ -165,26 +165,26 @@ def maybe_compact(root: Path, table: str) -> bool:
             merged_any = True
 
 
-def compact_table(root: Path, table: str) -> CompactionResult:
-    """Merge every data file of ``table`` into one (what ``edvmp compact`` does)."""
+def compact_table(root: Path, table: str, *, min_files: int = 2) -> CompactionResult:
+    """Merge every data file of ``table`` into one when it has at least ``min_files``."""
     folder = root / table
     with _table_lock(folder, wait=True):
         files = data_files(folder)
-        if len(files) < 2:
+        if len(files) < max(2, min_files):
             return CompactionResult(table, len(files), len(files), -1)
         top = max(level_of(p) for p in files)
         rows = _merge_level(folder, table, top, files)
         return CompactionResult(table, len(files), len(data_files(folder)), rows)
 
 
-def compact(root: Path) -> list[CompactionResult]:
+def compact(root: Path, *, min_files: int = 2) -> list[CompactionResult]:
     """Compact every result table at ``root`` fully (and sweep stale temp files).
 
     Never needed for the file count (writers keep it bounded); useful before copying a
     catalog elsewhere, or to fold the duplicates of heavy re-processing.
     """
     sweep_temp_files(root)
-    return [compact_table(root, t) for t in schemas.TABLES]
+    return [compact_table(root, t, min_files=min_files) for t in schemas.TABLES]
 
 
 __all__ = [

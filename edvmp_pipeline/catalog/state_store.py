@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from edvmp_pipeline.catalog.claimants import pid_alive
 from edvmp_pipeline.domain.records import ObjectVersion
 
 PENDING, RUNNING, SUCCEEDED, FAILED = "PENDING", "RUNNING", "SUCCEEDED", "FAILED"
@@ -452,8 +453,6 @@ class SqliteStateStore:
         RUNNING under a live claimant is left alone, so two ingests or a sensor run and an
         ingest racing on one version process it once.
         """
-        from edvmp_pipeline.catalog.claimants import pid_alive
-
         keys = list(dict.fromkeys(partition_keys))
         host = socket.gethostname()
         me = claimant()

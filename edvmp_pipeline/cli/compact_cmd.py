@@ -1,4 +1,5 @@
-"""``edvmp compact``: merge the catalog's small Parquet files."""
+"""``edvmp compact``: merge each result table's Parquet files fully (e.g. before copying a
+catalog). Never required: the writers keep the file count bounded themselves."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from edvmp_pipeline.settings import catalog_root
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the ``compact`` sub-command."""
     p = sub.add_parser(
-        "compact", help="merge each catalog table's small Parquet files into one (run when quiet)"
+        "compact", help="merge each result table's files into one (never required: writers compact)"
     )
     p.add_argument("--min-files", type=int, default=2, help="skip tables with fewer files")
     p.set_defaults(func=run)
