@@ -196,11 +196,7 @@ def test_status_pending_after_the_sensor_registered_it(
     done = edvmp(env, "status", job, "--json")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert (report["state"], report["catalog_status"], report["run_id"]) == (
-        "PENDING",
-        "PENDING",
-        None,
-    )
+    assert (report["state"], report["run_id"]) == ("PENDING", None)
     assert report["object_key"] == "phone_portrait.mp4"
     human = edvmp(env, "status", job)
     assert "state:      PENDING" in human.stdout and "run:        none yet" in human.stdout

@@ -199,6 +199,54 @@ class Catalog:
 
         return retry_on_vanished_file(run)
 
+    # -- named queries for the CLI (tables to render) ------------------------------------
+    @staticmethod
+    def _incident_filter(open_only: bool, failure_class: str | None) -> tuple[str, list[Any]]:
+        clauses, params = [], []
+        if open_only:
+            clauses.append("status = 'OPEN'")
+        if failure_class:
+            clauses.append('"class" = ?')
+            params.append(failure_class)
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+    def incident_list(
+        self, *, open_only: bool = False, failure_class: str | None = None
+    ) -> tuple[list[str], list[tuple]]:
+        """Incidents, newest first (what ``edvmp incidents`` prints)."""
+        where, params = self._incident_filter(open_only, failure_class)
+        return self.query(
+            "SELECT incident_id, class, retryable, status, object_key, etag, message, attempts, "
+            "redrives, first_seen, last_seen, partition_key, fingerprint, action, runbook "
+            f"FROM incidents{where} ORDER BY last_seen DESC",
+            params,
+        )
+
+    def incident_summary(
+        self, *, open_only: bool = False, failure_class: str | None = None
+    ) -> tuple[list[str], list[tuple]]:
+        """Incidents grouped by class and fingerprint: the page on-call reads first."""
+        where, params = self._incident_filter(open_only, failure_class)
+        return self.query(
+            f"""
+            SELECT "class", count(*) AS incidents, count(DISTINCT object_key) AS objects,
+                   count(*) FILTER (WHERE status = 'OPEN') AS open,
+                   bool_or(retryable) AS retryable, min(first_seen) AS first_seen,
+                   max(last_seen) AS last_seen, any_value(message) AS example,
+                   list(DISTINCT object_key ORDER BY object_key)[1:5] AS affected,
+                   any_value(action) AS action, any_value(runbook) AS runbook, fingerprint
+            FROM incidents{where}
+            GROUP BY "class", fingerprint
+            ORDER BY open DESC, incidents DESC, "class"
+            """,
+            params,
+        )
+
+    def video_table(self) -> list[dict[str, Any]]:
+        """Every version's ``videos`` row, by object key (what ``edvmp check`` evaluates)."""
+        cols, rows = self.query("SELECT * FROM videos ORDER BY object_key, partition_key")
+        return [dict(zip(cols, r, strict=True)) for r in rows]
+
     # -- registration and job state -------------------------------------------------------
     def register(self, versions: Iterable[tuple[str, ObjectVersion]], registered_by: str) -> int:
         """Record new versions (``(partition_key, version)`` pairs) as PENDING jobs; returns

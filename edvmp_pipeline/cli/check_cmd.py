@@ -65,10 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
     # A malformed policy raises PolicyError (a PipelineError): exit 2 with its message.
     policy = load_policy(args.policy) if args.policy else configured_policy()
-    cols, values = Catalog(catalog_root()).query(
-        "SELECT * FROM videos ORDER BY object_key, partition_key"
-    )
-    rows = [dict(zip(cols, v, strict=True)) for v in values]
+    rows = Catalog(catalog_root()).video_table()
     found = violations(policy, rows)
     if args.format == "json":
         print(json.dumps(found, indent=2, ensure_ascii=False))
