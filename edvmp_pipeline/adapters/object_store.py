@@ -11,10 +11,13 @@ import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import boto3
+import botocore.session
+import botocore.utils
 import dagster as dg
 from botocore.config import Config
 
@@ -29,6 +32,27 @@ LEADING_BYTES = 64
 
 _CLIENTS: dict[tuple, Any] = {}
 _CLIENTS_LOCK = threading.Lock()
+
+
+def _timestamp(value: str) -> datetime:
+    """S3's ISO 8601 timestamps, parsed by the standard library.
+
+    botocore's default parser (dateutil) costs ~0.3 ms a timestamp: a listing page of 1,000
+    keys spent 300 ms on LastModified alone, most of a sensor tick.
+    """
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return botocore.utils.parse_timestamp(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _session() -> boto3.session.Session:
+    """A boto3 session whose responses use the fast timestamp parser (botocore's documented
+    ``set_parser_defaults`` of its response-parser factory)."""
+    core = botocore.session.get_session()
+    core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=_timestamp)
+    return boto3.session.Session(botocore_session=core)
 
 
 @dataclass(frozen=True)
@@ -122,7 +146,7 @@ class ObjectStoreResource(dg.ConfigurableResource):
         with _CLIENTS_LOCK:
             client = _CLIENTS.get(key)
             if client is None:
-                client = boto3.client(
+                client = _session().client(
                     "s3", endpoint_url=endpoint, region_name=region, config=config, **credentials
                 )
                 _CLIENTS[key] = client

@@ -158,6 +158,8 @@ class StateStore(Protocol):
 
     def get_many(self, partition_keys: Sequence[str]) -> dict[str, JobState]: ...
 
+    def statuses(self, partition_keys: Sequence[str]) -> dict[str, str]: ...
+
     def claim(
         self, partition_keys: Sequence[str], run_id: str, *, force: bool = False
     ) -> dict[str, JobState]: ...
@@ -441,6 +443,21 @@ class SqliteStateStore:
                     list(chunk),
                 ):
                     out[row["partition_key"]] = _job(row)
+        return out
+
+    def statuses(self, partition_keys: Sequence[str]) -> dict[str, str]:
+        """Only the status of each known version (what a sensor tick needs), batched."""
+        keys = list(dict.fromkeys(partition_keys))
+        out: dict[str, str] = {}
+        with self._read() as con:
+            for chunk in _chunks(keys):
+                out.update(
+                    con.execute(
+                        f"SELECT partition_key, status FROM versions "
+                        f"WHERE partition_key IN ({_marks(len(chunk))})",
+                        list(chunk),
+                    ).fetchall()
+                )
         return out
 
     def claim(

@@ -69,7 +69,7 @@ def known_states(catalog: Catalog, versions: Sequence[ObjectVersion]) -> dict[st
     follows what it lists, not how many versions the catalog holds.
     """
     keys = [partition_key_for(v.source, v.object_key, v.etag) for v in versions]
-    return {pk: state.status for pk, state in catalog.job_states(keys).items()}
+    return catalog.state.statuses(keys)
 
 
 def plan_requests(
