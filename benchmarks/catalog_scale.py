@@ -104,6 +104,7 @@ def fill(
     *,
     history_batch: int = 1,
     window: int = 1000,
+    start: int = 0,
 ) -> list[float]:
     """Register and process versions 0..n-1; returns seconds per version of the first and
     the last ``window`` versions (each processed as its own run).
@@ -153,7 +154,7 @@ def fill(
     costs: list[float] = []
     began = time.monotonic()
     middle = range(window, n - window) if history_batch > 1 else range(0)
-    i = 0
+    i = start
     while i < n:
         if i in middle:
             hi = min(i + history_batch, n - window)
@@ -164,10 +165,36 @@ def fill(
             one_run(versions(i, i + 1), workers=1)
             costs.append(time.perf_counter() - t0)
             i += 1
-        if i % 5000 < (history_batch if i in middle else 1):
+        if i % 5000 < (history_batch if i in middle else 1) and i > start:
             rate = i / (time.monotonic() - began)
             print(f"  {i:,} versions, {rate:.0f}/s, {catalog.file_count()} files", file=sys.stderr)
     return costs
+
+
+def compare_on_top(
+    history: Path, store: Any, prober: CannedProber, bucket: str, n: int, offset: int
+) -> None:
+    """Per-version cost on an empty home against a copy of ``history`` (a kept --home), in
+    alternating blocks of 100 versions so that the machine's drift hits both alike."""
+    from edvmp_pipeline.catalog.store import Catalog
+
+    with tempfile.TemporaryDirectory(prefix="edvmp-bench-compare-") as tmp:
+        empty = Catalog(Path(tmp) / "empty").ensure()
+        full_root = Path(tmp) / "full"
+        shutil.copytree(history / "catalog", full_root)
+        full = Catalog(full_root).ensure()
+        rows = full.query("SELECT count(*) FROM jobs")[1][0][0]
+        costs: dict[str, list[float]] = {"empty": [], "full": []}
+        for block in range(0, n, 100):
+            for name, catalog in (("empty", empty), ("full", full)):
+                lo = offset + block + (0 if name == "empty" else n)
+                costs[name] += fill(catalog, store, prober, bucket, lo + min(100, n - block),
+                                    start=lo)  # fmt: skip
+    e, f = (statistics.fmean(costs[k]) * 1000 for k in ("empty", "full"))
+    print(f"\n# per-version cost, {n:,} versions each its own run, {datetime.now(UTC):%Y-%m-%d}")
+    print(f"{'home':<42} {'ms/version':>10}")
+    print(f"{'empty':<42} {e:>10.2f}")
+    print(f"{f'holding {rows:,} versions':<42} {f:>10.2f}   {f / e:.2f}x empty (≤ 1.2x)")
 
 
 def timed_cli(env: dict[str, str], *args: str, repeat: int = 3) -> tuple[float, str]:
@@ -190,6 +217,13 @@ def main() -> int:
     parser.add_argument("--home", type=Path, default=None, help="keep the catalog here")
     parser.add_argument("--put-workers", type=int, default=32)
     parser.add_argument("--skip-sensor", action="store_true")
+    parser.add_argument(
+        "--on-top-of",
+        type=Path,
+        default=None,
+        help="a home kept by --home: measure --versions one-run versions on it against an "
+        "empty home, interleaved (nothing else is measured)",
+    )
     parser.add_argument(
         "--history-batch",
         type=int,
@@ -221,9 +255,15 @@ def main() -> int:
     bucket = f"bench-scale-{uuid.uuid4().hex[:8]}"
     client.create_bucket(Bucket=bucket)
     try:
+        store = ObjectStoreResource(endpoint_url=stack.endpoint_url, region=stack.region)
+        if args.on_top_of is not None:
+            # Keys of the history start at 0; these start far above, so they are all new.
+            offset = 10_000_000
+            fill_bucket(client, bucket, offset, offset + 2 * n, args.put_workers)
+            compare_on_top(args.on_top_of, store, CannedProber(sample_records()), bucket, n, offset)
+            return 0
         rate = fill_bucket(client, bucket, 0, n, args.put_workers)
         print(f"put {n:,} objects at {rate:.0f}/s", file=sys.stderr)
-        store = ObjectStoreResource(endpoint_url=stack.endpoint_url, region=stack.region)
         catalog = Catalog(home / "catalog").ensure()
         costs = fill(
             catalog,

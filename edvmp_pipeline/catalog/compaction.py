@@ -118,9 +118,19 @@ def merge(table: str, files: Sequence[Path]) -> pa.Table:
     return kept.sort_by([(k, "ascending") for k in keys])
 
 
+def level_for_rows(rows: int) -> int:
+    """The level a merged file of ``rows`` rows belongs to: its size class, so that a few big
+    files (a backfill's) never get merged again with every small one that follows."""
+    level, capacity = 1, FANOUT_L0 * FANOUT
+    while rows > capacity:
+        level, capacity = level + 1, capacity * FANOUT
+    return level
+
+
 def _merge_level(folder: Path, table: str, level: int, files: Sequence[Path]) -> int:
     merged = merge(table, files)
-    target = folder / f"L{level + 1}-{utc_stamp()}-{uuid.uuid4().hex[:12]}.parquet"
+    target_level = max(level + 1, level_for_rows(merged.num_rows))
+    target = folder / f"L{target_level}-{utc_stamp()}-{uuid.uuid4().hex[:12]}.parquet"
     write_atomically(merged, target, row_group_size=ROW_GROUP_ROWS)
     for p in files:
         p.unlink(missing_ok=True)

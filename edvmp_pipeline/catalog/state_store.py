@@ -565,12 +565,19 @@ class SqliteStateStore:
             ).fetchall()
         return [_job(r) for r in rows]
 
-    def iter_jobs(self, batch: int = 10_000) -> Iterator[list[tuple]]:
-        """Every version as raw rows in ``JobState`` column order (for the query layer)."""
+    def iter_jobs(
+        self, columns: Sequence[str] = _JOB_COLUMNS, batch: int = 10_000
+    ) -> Iterator[list[tuple]]:
+        """Every version as raw rows of ``columns`` (for the query layer)."""
+        unknown = set(columns) - set(_JOB_COLUMNS)
+        if unknown:
+            raise ValueError(f"not a versions column: {sorted(unknown)}")
         with self._read() as con:
-            cur = con.execute(f"SELECT {', '.join(_JOB_COLUMNS)} FROM versions")
+            cur = con.cursor()
+            cur.row_factory = None  # plain tuples: ~3x faster than sqlite3.Row for bulk reads
+            cur.execute(f"SELECT {', '.join(columns)} FROM versions")
             while rows := cur.fetchmany(batch):
-                yield [tuple(r) for r in rows]
+                yield rows
 
     # -- incidents ------------------------------------------------------------------------
     def incidents_of_run(self, run_id: str) -> list[str]:
@@ -720,9 +727,11 @@ class SqliteStateStore:
     def iter_incidents(self, batch: int = 10_000) -> Iterator[list[tuple]]:
         """Every incident as raw rows in ``INCIDENT_COLUMNS`` order (for the query layer)."""
         with self._read() as con:
-            cur = con.execute(f"SELECT {', '.join(_INCIDENT_COLUMNS)} FROM incidents")
+            cur = con.cursor()
+            cur.row_factory = None  # plain tuples: ~3x faster than sqlite3.Row for bulk reads
+            cur.execute(f"SELECT {', '.join(_INCIDENT_COLUMNS)} FROM incidents")
             while rows := cur.fetchmany(batch):
-                yield [tuple(r) for r in rows]
+                yield rows
 
     # -- migration ------------------------------------------------------------------------
     def import_rows(

@@ -41,6 +41,7 @@ from edvmp_pipeline.catalog.state_store import (
 )
 from edvmp_pipeline.catalog.views import (
     STATE_INCIDENTS,
+    STATE_JOB_COLUMNS,
     STATE_JOBS,
     STATE_SOURCES,
     STATE_VIEW_SQL,
@@ -84,17 +85,15 @@ def retry_on_vanished_file(fn: Callable[[], T], *, attempts: int = 5) -> T:
 
 
 def _arrow(rows: Iterable[list[tuple]], names: Sequence[str], times: frozenset[str]) -> pa.Table:
-    columns: list[list[Any]] = [[] for _ in names]
-    for batch in rows:
-        for row in batch:
-            for i, value in enumerate(row):
-                columns[i].append(value)
+    """State-store rows as an Arrow table with the view's types (columns built in C)."""
+    batch = [row for chunk in rows for row in chunk]
+    columns = list(zip(*batch, strict=True)) if batch else [() for _ in names]
     arrays = []
     for name, values in zip(names, columns, strict=True):
         if name in times:
             arrays.append(pa.array(values, pa.int64()).cast(schemas.TS))
         elif name == "retryable":
-            arrays.append(pa.array([None if v is None else bool(v) for v in values], pa.bool_()))
+            arrays.append(pa.array(values, pa.int64()).cast(pa.bool_()))
         elif name in ("attempts", "max_redrives", "redrives"):
             arrays.append(pa.array(values, pa.int32()))
         elif name == "size_bytes":
@@ -151,7 +150,12 @@ class Catalog:
         }
         sources = {STATE_SOURCES[name] for name in wanted}
         if STATE_JOBS in sources:
-            con.register(STATE_JOBS, _arrow(self.state.iter_jobs(), JOB_COLUMNS, JOB_TIME_COLUMNS))
+            # Only the columns the named views show: loading is most of such a query's cost.
+            needed = {c for name in wanted for c in STATE_JOB_COLUMNS.get(name, ())}
+            columns = [c for c in JOB_COLUMNS if c in needed]
+            con.register(
+                STATE_JOBS, _arrow(self.state.iter_jobs(columns), columns, JOB_TIME_COLUMNS)
+            )
         if STATE_INCIDENTS in sources:
             con.register(
                 STATE_INCIDENTS,

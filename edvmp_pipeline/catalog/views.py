@@ -70,7 +70,13 @@ STATE_VIEW_SQL: dict[str, str] = {
         FROM {STATE_INCIDENTS}""",
 }
 
-# Which state view needs which Arrow table.
+# Which state view needs which Arrow table, and which of the versions columns.
 STATE_SOURCES = {"objects": STATE_JOBS, "jobs": STATE_JOBS, "incidents": STATE_INCIDENTS}
+STATE_JOB_COLUMNS = {
+    "objects": ("partition_key", "source", "object_key", "etag", "size_bytes", "last_modified",
+                "registered_at", "registered_by"),
+    "jobs": ("partition_key", "source", "object_key", "etag", "status", "attempts",
+             "error_class", "error", "registered_at", "started_at", "finished_at", "run_id"),
+}  # fmt: skip
 
 VIEW_NAMES = (*result_view_sql(Path(".")), *STATE_VIEW_SQL)
