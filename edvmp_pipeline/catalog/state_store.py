@@ -294,6 +294,12 @@ def _marks(n: int) -> str:
     return ",".join("?" * n)
 
 
+def _rows_for_keys(con: sqlite3.Connection, sql: str, keys: Sequence[str]) -> Iterator[Any]:
+    """Rows of ``sql`` (whose ``{keys}`` is an IN list) for ``keys``, in bounded chunks."""
+    for chunk in _chunks(list(dict.fromkeys(keys))):
+        yield from con.execute(sql.format(keys=_marks(len(chunk))), list(chunk))
+
+
 def _job(row: sqlite3.Row) -> JobState:
     values = {name: row[name] for name in _JOB_COLUMNS}
     for name in _JOB_TIMES:
@@ -432,33 +438,17 @@ class SqliteStateStore:
 
     def get_many(self, partition_keys: Sequence[str]) -> dict[str, JobState]:
         """Versions by partition key, in batched primary-key reads (unknown keys absent)."""
-        keys = list(dict.fromkeys(partition_keys))
-        out: dict[str, JobState] = {}
-        if not keys:
-            return out
         with self._read() as con:
-            for chunk in _chunks(keys):
-                for row in con.execute(
-                    f"SELECT * FROM versions WHERE partition_key IN ({_marks(len(chunk))})",
-                    list(chunk),
-                ):
-                    out[row["partition_key"]] = _job(row)
-        return out
+            rows = _rows_for_keys(
+                con, "SELECT * FROM versions WHERE partition_key IN ({keys})", partition_keys
+            )
+            return {row["partition_key"]: _job(row) for row in rows}
 
     def statuses(self, partition_keys: Sequence[str]) -> dict[str, str]:
         """Only the status of each known version (what a sensor tick needs), batched."""
-        keys = list(dict.fromkeys(partition_keys))
-        out: dict[str, str] = {}
         with self._read() as con:
-            for chunk in _chunks(keys):
-                out.update(
-                    con.execute(
-                        f"SELECT partition_key, status FROM versions "
-                        f"WHERE partition_key IN ({_marks(len(chunk))})",
-                        list(chunk),
-                    ).fetchall()
-                )
-        return out
+            sql = "SELECT partition_key, status FROM versions WHERE partition_key IN ({keys})"
+            return {row[0]: row[1] for row in _rows_for_keys(con, sql, partition_keys)}
 
     def claim(
         self, partition_keys: Sequence[str], run_id: str, *, force: bool = False
@@ -591,16 +581,12 @@ class SqliteStateStore:
 
     def failed_runs_of(self, partition_keys: Sequence[str]) -> dict[str, int]:
         """How many distinct failed runs each version has had (its last attempt number)."""
-        out: dict[str, int] = {}
+        sql = (
+            "SELECT partition_key, count(DISTINCT run_id) FROM incident_runs "
+            "WHERE partition_key IN ({keys}) GROUP BY partition_key"
+        )
         with self._read() as con:
-            for chunk in _chunks(list(dict.fromkeys(partition_keys))):
-                for row in con.execute(
-                    f"SELECT partition_key, count(DISTINCT run_id) FROM incident_runs "
-                    f"WHERE partition_key IN ({_marks(len(chunk))}) GROUP BY partition_key",
-                    list(chunk),
-                ):
-                    out[row[0]] = int(row[1])
-        return out
+            return {row[0]: int(row[1]) for row in _rows_for_keys(con, sql, partition_keys)}
 
     def record_incidents(
         self,
