@@ -48,9 +48,14 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from event_latency import fill_bucket, run_sweep, stack_from_env  # noqa: E402
+from event_latency import (  # noqa: E402
+    fill_bucket,
+    run_sweep,
+    stack_for_benchmark,
+    stop_private_stack,
+)
 
-from edvmp_pipeline.devtools.stack import StackPorts, make_s3_client, stack_down, stack_up  # noqa: E402
+from edvmp_pipeline.devtools.stack import make_s3_client  # noqa: E402
 
 EDVMP = REPO_ROOT / ".venv" / "bin" / "edvmp"
 WINDOW = 1000
@@ -235,11 +240,7 @@ def main() -> int:
     n = args.versions
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 
-    stack = stack_from_env()
-    private_stack = None
-    if stack is None:
-        private_stack = Path(tempfile.mkdtemp(prefix="edvmp-bench-stack-"))
-        stack = stack_up(private_stack, ports=StackPorts.free())
+    stack, private_stack = stack_for_benchmark()
     home = args.home or Path(tempfile.mkdtemp(prefix="edvmp-bench-scale-"))
     home.mkdir(parents=True, exist_ok=True)
     if any(home.iterdir()):
@@ -308,9 +309,7 @@ def main() -> int:
             client.delete_bucket(Bucket=bucket)
         except Exception as exc:  # teardown only
             print(f"could not delete bucket {bucket}: {exc}", file=sys.stderr)
-        if private_stack is not None:
-            stack_down(private_stack, grace_s=0.5)
-            shutil.rmtree(private_stack, ignore_errors=True)
+        stop_private_stack(private_stack)
         if args.home is None:
             shutil.rmtree(home, ignore_errors=True)
 

@@ -67,6 +67,25 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[rank - 1]
 
 
+def stack_for_benchmark() -> tuple[StackSettings, Path | None]:
+    """The S3 server named by the environment, else a private one on free ports (and the
+    folder to pass to :func:`stop_private_stack`)."""
+    stack = stack_from_env()
+    if stack is not None:
+        return stack, None
+    home = Path(tempfile.mkdtemp(prefix="edvmp-bench-stack-"))
+    stack = stack_up(home, ports=StackPorts.free())
+    print(f"started a private S3 stack at {stack.endpoint_url}", file=sys.stderr)
+    return stack, home
+
+
+def stop_private_stack(home: Path | None) -> None:
+    """Stop and delete a stack started by :func:`stack_for_benchmark` (None: nothing)."""
+    if home is not None:
+        stack_down(home, grace_s=0.5)
+        shutil.rmtree(home, ignore_errors=True)
+
+
 def stack_from_env() -> StackSettings | None:
     """The S3 server configured in the environment, if any."""
     endpoint = os.environ.get("EDVMP_S3_ENDPOINT_URL")
@@ -362,12 +381,7 @@ def main() -> int:
     args = parser.parse_args()
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 
-    stack = stack_from_env()
-    private_home = None
-    if stack is None:
-        private_home = Path(tempfile.mkdtemp(prefix="edvmp-bench-stack-"))
-        stack = stack_up(private_home, ports=StackPorts.free())
-        print(f"started a private S3 stack at {stack.endpoint_url}", file=sys.stderr)
+    stack, private_home = stack_for_benchmark()
     try:
         latency = (
             None if args.skip_latency else measure_latency(stack, args.n, args.interval, args.keep)
@@ -375,9 +389,7 @@ def main() -> int:
         sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
         sensor = None if args.skip_sensor else measure_sensor(stack, sizes, args.put_workers)
     finally:
-        if private_home is not None:
-            stack_down(private_home, grace_s=0.5)
-            shutil.rmtree(private_home, ignore_errors=True)
+        stop_private_stack(private_home)
 
     print(f"\n# edvmp event path, {datetime.now(UTC):%Y-%m-%d}, {os.cpu_count()} cores")
     if latency is not None:
