@@ -55,15 +55,16 @@ lint: setup
 bench: setup
 	$(BIN)/python benchmarks/ingest_throughput.py
 
-# The event-driven stack: the S3 server (SeaweedFS, keeps running) and `dagster dev` in the
-# foreground with the sensors on. Ctrl-C stops Dagster; `make stack-down` stops S3 (data kept).
+# The event-driven stack: the S3 server (SeaweedFS, keeps running) and Dagster's webserver and
+# daemon (what `dagster dev` starts) in the foreground with the sensors on. Ctrl-C stops
+# Dagster; `make stack-down` stops S3 (data kept).
 DAGSTER_PORT ?= 3000
 stack: setup
 	@eval "$$($(BIN)/edvmp stack up)" && \
 	export DAGSTER_HOME="$$($(BIN)/python -c 'from edvmp_pipeline.adapters.dagster_instance import ensure_dagster_home; print(ensure_dagster_home())')" && \
 	echo "S3 $$EDVMP_S3_ENDPOINT_URL bucket $$EDVMP_BUCKET; Dagster UI http://127.0.0.1:$(DAGSTER_PORT)" && \
 	echo "another shell: eval \"\$$($(BIN)/edvmp stack up)\" && $(BIN)/edvmp upload FILE" && \
-	exec $(BIN)/dagster dev -h 127.0.0.1 -p $(DAGSTER_PORT)
+	exec $(BIN)/python -m edvmp_pipeline.devtools.dagster_services --port $(DAGSTER_PORT)
 
 stack-down:
 	$(BIN)/edvmp stack down

@@ -9,7 +9,7 @@ EDVMP_S3_ENDPOINT_URL/AWS_* keys, else a private one on free ports), registered 
 sensor registers it (``known_states`` + ``plan_requests`` + ``register``), then processed as
 its own run by the code the steps of a sensor-triggered run execute: ``process_batch``
 (claim → RUNNING, HEAD + ranged GET on S3, results, SUCCEEDED), ``summarise_and_land``
-(offline summarizer), ``check_and_land`` (the packaged policy) and the run gate's
+(offline summarizer), ``check_and_land`` (the packaged policy) and the run's end
 ``failed_in_run``. Only the ffprobe call is replaced, by the records of real sample videos
 probed once with the real ffprobe. Dagster's own per-run cost (~0.2 s in-process, seconds
 for a launched run) is left out: it does not depend on the catalog.
@@ -119,13 +119,12 @@ def fill(
     the same writes, fewer files to begin with, much faster to fill.
     """
     from edvmp_pipeline.adapters.summarizers import OfflineSummarizer
-    from edvmp_pipeline.defs.run_outcome import failed_in_run
     from edvmp_pipeline.defs.sensors.object_sensor import SENSOR_NAME
     from edvmp_pipeline.defs.sensors.run_requests import known_states, plan_requests, register
     from edvmp_pipeline.domain.policy import load_default_policy
     from edvmp_pipeline.domain.records import ObjectVersion
     from edvmp_pipeline.services.compliance import check_and_land
-    from edvmp_pipeline.services.processing import process_batch
+    from edvmp_pipeline.services.processing import finish_run, process_batch
     from edvmp_pipeline.services.summaries import summarise_and_land
 
     rules = load_default_policy().rules
@@ -154,7 +153,7 @@ def fill(
         assert not outcome.failed, outcome.failed[:3]
         summarise_and_land(catalog, summarizer, keys, run_id=run_id, workers=workers)
         check_and_land(catalog, rules, keys, run_id=run_id)
-        failed_in_run(catalog, run_id)
+        finish_run(catalog, run_id, failed=set(), has_rules=bool(rules))
 
     costs: list[float] = []
     began = time.monotonic()

@@ -8,13 +8,11 @@ from edvmp_pipeline.adapters.object_store import object_store_from_env
 from edvmp_pipeline.adapters.prober import FfprobeProber
 from edvmp_pipeline.adapters.summarizers import summarizer_from_env
 from edvmp_pipeline.defs.catalog_resource import CatalogResource
-from edvmp_pipeline.defs.compliance import build_compliance_checks
 from edvmp_pipeline.defs.jobs import ingest_job
 from edvmp_pipeline.defs.sensors.failure_sensors import incident_sensor, redrive_sensor
 from edvmp_pipeline.defs.sensors.object_sensor import s3_object_sensor
 from edvmp_pipeline.defs.sensors.sqs_sensor import sqs_event_sensor
-from edvmp_pipeline.defs.video_metadata import video_metadata
-from edvmp_pipeline.defs.video_summary import video_summary
+from edvmp_pipeline.defs.video_pipeline import build_video_assets
 from edvmp_pipeline.domain.policy import configured_policy
 from edvmp_pipeline.services.progress import ProgressReporter
 from edvmp_pipeline.settings import catalog_root, env_float
@@ -32,13 +30,13 @@ def build_resources() -> dict[str, object]:
 
 
 # Read at load time: a malformed EDVMP_POLICY raises PolicyError here, so the code location
-# fails to load with the message naming the rule, instead of checking nothing.
-compliance_checks = build_compliance_checks(configured_policy())
+# fails to load with the message naming the rule, instead of checking nothing. The
+# summarizer decides the summary asset's kind tag.
+video_assets = build_video_assets(configured_policy(), summarizer_from_env())
 
 
 defs = dg.Definitions(
-    assets=[video_metadata, video_summary],
-    asset_checks=[compliance_checks] if compliance_checks is not None else [],
+    assets=[video_assets],
     jobs=[ingest_job],
     sensors=[s3_object_sensor, sqs_event_sensor, incident_sensor, redrive_sensor],
     resources=build_resources(),

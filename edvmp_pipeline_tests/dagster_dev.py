@@ -158,25 +158,40 @@ _RESET_SIGNALS_AND_EXEC = (
 
 
 def start_dagster_dev(
-    env: Mapping[str, str], log_path: Path, port: int | None = None
+    env: Mapping[str, str], log_path: Path, port: int | None = None, *, webserver_only: bool = False
 ) -> DagsterDev:
-    """Start ``dagster dev`` from the repo root (workspace.yaml) in a new session."""
-    dagster = Path(sys.executable).with_name("dagster")
+    """Start the local stack's Dagster (webserver and daemon, see
+    ``devtools/dagster_services.py``; or only ``dagster-webserver``) in a new session."""
     port = port or free_port()
+    from edvmp_pipeline.devtools.dagster_services import write_workspace
+
+    # From the instance directory, as the stack runs it (no "dagster.yaml in the current
+    # folder is not the instance's" warning).
+    cwd = Path(env["DAGSTER_HOME"])
+    command = (
+        [
+            str(Path(sys.executable).with_name("dagster-webserver")),
+            "-w",
+            str(write_workspace(cwd)),
+        ]
+        if webserver_only
+        else [sys.executable, "-m", "edvmp_pipeline.devtools.dagster_services"]
+    )
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [
                 sys.executable,
                 "-c",
                 _RESET_SIGNALS_AND_EXEC,
-                str(dagster),
-                "dev",
-                "-h",
-                "127.0.0.1",
-                "-p",
+                *command,
+                *(
+                    ["-h", "127.0.0.1", "-p"]
+                    if webserver_only
+                    else ["--host", "127.0.0.1", "--port"]
+                ),
                 str(port),
             ],
-            cwd=REPO_ROOT,
+            cwd=cwd,
             env=dict(env),
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -185,3 +200,108 @@ def start_dagster_dev(
             start_new_session=True,
         )
     return DagsterDev(proc=proc, port=port, log_path=log_path, started=time.monotonic())
+
+
+def graphql(url: str, query: str, variables: Mapping[str, object] | None = None) -> dict:
+    """POST one query to the webserver's GraphQL endpoint (what the UI reads); its data."""
+    import json
+
+    body = json.dumps({"query": query, "variables": dict(variables or {})}).encode()
+    request = urllib.request.Request(
+        f"{url}/graphql", data=body, headers={"Content-Type": "application/json"}
+    )
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(request, timeout=30) as resp:
+        answer = json.loads(resp.read())
+    if answer.get("errors"):
+        raise AssertionError(f"GraphQL errors: {answer['errors']}")
+    return answer["data"]
+
+
+PARTITION_STATS = """
+query Stats($keys: [AssetKeyInput!]) {
+  assetNodes(assetKeys: $keys) {
+    assetKey { path }
+    kinds
+    partitionStats { numMaterialized numFailed numMaterializing numPartitions }
+  }
+}
+"""
+
+
+def partition_stats(url: str, *assets: str) -> dict[str, dict[str, int]]:
+    """The partitions view's counts per asset, as the UI shows them."""
+    data = graphql(url, PARTITION_STATS, {"keys": [{"path": [a]} for a in assets]})
+    return {n["assetKey"]["path"][-1]: n["partitionStats"] for n in data["assetNodes"]}
+
+
+def asset_kinds(url: str, *assets: str) -> dict[str, set[str]]:
+    """The kind tags the UI shows per asset."""
+    data = graphql(url, PARTITION_STATS, {"keys": [{"path": [a]} for a in assets]})
+    return {n["assetKey"]["path"][-1]: set(n["kinds"]) for n in data["assetNodes"]}
+
+
+CHECKS = """
+query Checks($key: AssetKeyInput!) {
+  assetNodes(assetKeys: [$key]) {
+    assetChecksOrError {
+      ... on AssetChecks { checks { name executionForLatestMaterialization { status } } }
+    }
+  }
+}
+"""
+
+
+def check_statuses(url: str, asset: str) -> dict[str, str | None]:
+    """Latest status of each asset check, as the asset's Checks tab shows it."""
+    data = graphql(url, CHECKS, {"key": {"path": [asset]}})
+    checks = data["assetNodes"][0]["assetChecksOrError"]["checks"]
+    return {c["name"]: (c["executionForLatestMaterialization"] or {}).get("status") for c in checks}
+
+
+OBSERVATIONS = """
+query Observations($key: AssetKeyInput!, $partitions: [String!]) {
+  assetOrError(assetKey: $key) {
+    ... on Asset {
+      assetObservations(partitions: $partitions) {
+        description
+        metadataEntries {
+          label
+          ... on TextMetadataEntry { text }
+        }
+      }
+    }
+  }
+}
+"""
+
+
+def failure_notes(url: str, asset: str, partition: str) -> list[dict[str, str]]:
+    """The failure observations on one partition's page: label → text, newest first."""
+    data = graphql(url, OBSERVATIONS, {"key": {"path": [asset]}, "partitions": [partition]})
+    return [
+        {e["label"]: e.get("text", "") for e in o["metadataEntries"]}
+        | {"description": o["description"]}
+        for o in data["assetOrError"]["assetObservations"]
+    ]
+
+
+TICKS = """
+query Ticks($selector: SensorSelector!) {
+  sensorOrError(sensorSelector: $selector) {
+    ... on Sensor { sensorState { ticks(limit: 200) { status error { message } } } }
+  }
+}
+"""
+
+
+def sensor_tick_statuses(url: str, sensor: str) -> list[tuple[str, str]]:
+    """(status, error message) of a sensor's recent ticks, as Automation shows them."""
+    selector = {
+        "repositoryName": "__repository__",
+        "repositoryLocationName": "edvmp",
+        "sensorName": sensor,
+    }
+    data = graphql(url, TICKS, {"selector": selector})
+    ticks = data["sensorOrError"]["sensorState"]["ticks"]
+    return [(t["status"], (t["error"] or {}).get("message", "")) for t in ticks]

@@ -10,7 +10,7 @@ import dagster as dg
 
 from edvmp_pipeline.adapters.dagster_instance import get_instance
 from edvmp_pipeline.catalog.store import Catalog
-from edvmp_pipeline.definitions import build_resources, compliance_checks, defs
+from edvmp_pipeline.definitions import build_resources, defs, video_assets
 from edvmp_pipeline.defs.batch_runs import add_partitions
 from edvmp_pipeline.defs.jobs import INGEST_JOB
 from edvmp_pipeline.domain.policy import load_default_policy
@@ -49,12 +49,11 @@ def _evaluation(instance: dg.DagsterInstance, rule_id: str) -> dg.AssetCheckEval
 
 def test_every_rule_is_an_asset_check_of_the_metadata_asset() -> None:
     rule_ids = [r.id for r in load_default_policy().rules]
-    assert compliance_checks is not None
-    assert {k.name for k in compliance_checks.check_keys} == set(rule_ids)
-    assert {k.asset_key for k in compliance_checks.check_keys} == {METADATA}
-    # The ingest job (group "videos") runs the checks in the same run as the metadata.
+    assert {k.name for k in video_assets.check_keys} == set(rule_ids)
+    assert {k.asset_key for k in video_assets.check_keys} == {METADATA}
+    # The ingest job (group "videos") runs the checks in the same step as the metadata.
     job = defs.resolve_job_def(INGEST_JOB)
-    assert "compliance" in job.graph.node_dict
+    assert "process_videos" in job.graph.node_dict
 
 
 def test_check_rows_and_dagster_evaluations(library: Path, home: Path) -> None:
@@ -75,8 +74,9 @@ def test_check_rows_and_dagster_evaluations(library: Path, home: Path) -> None:
     has_audio = _evaluation(instance, "has_audio")
     assert has_audio.passed is False
     assert has_audio.severity == dg.AssetCheckSeverity.WARN
-    assert has_audio.metadata["evaluated"].value == len(GOOD)
-    assert has_audio.metadata["failed"].value == 1
+    assert has_audio.metadata["evaluated_in_run"].value == len(GOOD)
+    assert has_audio.metadata["failed_in_run"].value == 1
+    assert has_audio.metadata["failing_in_library"].value == 1
     assert has_audio.metadata["failing_object_keys"].value == ["training/silent_screencast.mkv"]
     has_video = _evaluation(instance, "has_video")
     assert has_video.passed is True
@@ -86,15 +86,44 @@ def test_check_rows_and_dagster_evaluations(library: Path, home: Path) -> None:
     )
     assert record is not None and record.run_id == run_id
 
+    # Each version's own verdict is on its metadata materialisation (the partition's page).
+    silent = next(pk for pk in report.processed if "silent_screencast" in pk)
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=METADATA, asset_partitions=[silent]), limit=1
+    ).records
+    assert records and records[0].asset_materialization is not None
+    meta = records[0].asset_materialization.metadata
+    assert meta["failed_rules"].value == ["has_audio"]
+    assert meta["compliance"].value == f"{n_rules - 1} of {n_rules} rules passed; failed: has_audio"
+
     # A later run over the same range does not check the same metadata again.
     again = ingest(str(library), retry_failed=True)
     assert again.run_ids
     _, rows = cat.query("SELECT count(*) FROM checks")
     assert rows == [(len(GOOD) * n_rules,)]
 
+    # A run of only good versions does not turn the library's check green: the silent
+    # video is still catalogued and still fails has_audio.
+    extra = library.parent / "extra"
+    extra.mkdir()
+    shutil.copy(library / "marketing" / "launch_teaser.mp4", extra / "teaser_copy.mp4")
+    with (extra / "teaser_copy.mp4").open("ab") as f:
+        f.write(b"\0" * 16)  # a new version (new content hash) of a good video
+    later = ingest(str(extra))
+    assert len(later.succeeded) == 1, later
+    has_audio = _evaluation(instance, "has_audio")
+    assert has_audio.passed is False
+    assert has_audio.metadata["evaluated_in_run"].value == 1
+    assert has_audio.metadata["failed_in_run"].value == 0
+    assert has_audio.metadata["failing_in_library"].value == 1
 
-def test_compliance_is_the_gate_of_a_run_without_summaries(library: Path, home: Path) -> None:
-    """Metadata and checks only: the checks step runs, writes its rows, then fails the run."""
+
+def test_a_run_without_summaries_leaves_versions_pending_until_done(
+    library: Path, home: Path
+) -> None:
+    """Metadata and checks only (a UI subset): the run succeeds, its rows land, and the
+    versions are PENDING (not SUCCEEDED) until a later run gives them their summary."""
+    shutil.rmtree(library / "broken")
     report = ingest(str(library), register_only=True)
     keys = sorted(report.processed)
     instance = get_instance()
@@ -102,8 +131,7 @@ def test_compliance_is_the_gate_of_a_run_without_summaries(library: Path, home: 
     order = instance.get_dynamic_partitions("videos")
     keys.sort(key=order.index)
     job = defs.resolve_job_def(INGEST_JOB).get_subset(
-        asset_selection={METADATA},
-        asset_check_selection=set(compliance_checks.check_keys),  # type: ignore[union-attr]
+        asset_selection={METADATA}, asset_check_selection=set(video_assets.check_keys)
     )
     result = job.execute_in_process(
         instance=instance,
@@ -115,13 +143,21 @@ def test_compliance_is_the_gate_of_a_run_without_summaries(library: Path, home: 
         run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
         raise_on_error=False,
     )
-    assert not result.success
-    steps = {e.step_key: e.event_type_value for e in result.all_events if e.is_step_event}
-    assert steps["compliance"] == "STEP_FAILURE", steps
-    assert steps["video_metadata"] == "STEP_SUCCESS"
-    assert "video_summary" not in steps
-    _, rows = Catalog(home / "catalog").query("SELECT DISTINCT object_key FROM checks")
+    assert result.success
+    cat = Catalog(home / "catalog")
+    _, rows = cat.query("SELECT DISTINCT object_key FROM checks")
     assert {r[0] for r in rows} == GOOD
+    assert {s.status for s in cat.job_states(keys).values()} == {"PENDING"}
+    assert instance.get_materialized_partitions(METADATA) == set(keys)
+    assert not instance.get_materialized_partitions(dg.AssetKey("video_summary"))
+
+    # The next pass finishes them: summaries only, no second probe or check.
+    again = ingest(str(library))
+    assert len(again.succeeded) == len(GOOD), again
+    assert {s.status for s in cat.job_states(keys).values()} == {"SUCCEEDED"}
+    _, rows = cat.query("SELECT count(*) FROM checks")
+    assert rows == [(len(GOOD) * len(load_default_policy().rules),)]
+    assert instance.get_materialized_partitions(dg.AssetKey("video_summary")) == set(keys)
 
 
 def test_policy_from_environment_sets_the_checks_and_severities(

@@ -24,7 +24,14 @@ from edvmp_pipeline.catalog.store import Catalog
 from edvmp_pipeline.devtools.sample_media import generate_samples
 from edvmp_pipeline.devtools.stack import StackSettings
 from edvmp_pipeline.services.uploads import job_id_for
-from edvmp_pipeline_tests.dagster_dev import prepare_homes, stack_env, start_dagster_dev
+from edvmp_pipeline_tests.dagster_dev import (
+    failure_notes,
+    partition_stats,
+    prepare_homes,
+    sensor_tick_statuses,
+    stack_env,
+    start_dagster_dev,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -146,6 +153,16 @@ def test_uploads_become_catalogued_jobs_with_dagster_dev(
         finally:
             instance.dispose()
         assert partitions == sorted(good | {corrupt})
+
+        # What the UI shows (its GraphQL): every version Materialized or Failed, none
+        # Missing; the corrupt one's reason on its partition; healthy sensor ticks.
+        for asset, stats in partition_stats(dev.url, "video_metadata", "video_summary").items():
+            assert (stats["numMaterialized"], stats["numFailed"]) == (len(good), 1), asset
+            assert stats["numPartitions"] == len(good) + 1, asset
+        (note,) = failure_notes(dev.url, "video_metadata", corrupt)
+        assert note["error_class"] == "corrupt_media" and note["incident_id"].startswith("inc-")
+        ticks = sensor_tick_statuses(dev.url, "s3_object_sensor")
+        assert ticks and all(status != "FAILURE" for status, _ in ticks), ticks
     finally:
         stop_s, killed = dev.stop()
         timings["dagster dev stopped in"] = stop_s
@@ -154,4 +171,12 @@ def test_uploads_become_catalogued_jobs_with_dagster_dev(
         for what, seconds in timings.items():
             print(f"  {what:<58} {seconds:6.2f} s")
     assert not killed, f"needed SIGKILL for {killed}"
+    # Clean logs: no warnings of ours or about our definitions, no failed sensor ticks.
+    log = dev.log_path.read_text(errors="replace")
+    noisy = [
+        line
+        for line in log.splitlines()
+        if "Warning" in line or "WARNING" in line or "did not yield" in line or "errored" in line
+    ]
+    assert not noisy, "\n".join(noisy[:20])
     assert dev.processes() == []

@@ -220,7 +220,7 @@ def test_dagster_cli_materialises_registered_partitions(
             "-m",
             "edvmp_pipeline.definitions",
             "--select",
-            "video_metadata",
+            "video_metadata*",
             "--partition-range",
             span.stdout.strip(),
         ],

@@ -20,7 +20,7 @@ import duckdb
 import pytest
 from botocore.client import BaseClient
 
-import edvmp_pipeline.defs.video_metadata as video_metadata_module
+import edvmp_pipeline.defs.video_pipeline as video_pipeline_module
 from edvmp_pipeline.adapters.dagster_instance import get_instance
 from edvmp_pipeline.adapters.object_store import ObjectStoreResource, ProbeTarget
 from edvmp_pipeline.adapters.prober import FfprobeProber
@@ -91,7 +91,7 @@ def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     def settings(*, attempts: int, base_delay_s: float) -> RetrySettings:
         return RetrySettings(attempts=IN_STEP_ATTEMPTS, base_delay_s=0.01, max_delay_s=0.02)
 
-    monkeypatch.setattr(video_metadata_module, "RetrySettings", settings)
+    monkeypatch.setattr(video_pipeline_module, "RetrySettings", settings)
 
 
 @pytest.fixture

@@ -79,9 +79,13 @@ def test_claim_transitions_are_conditional(tmp_path: Path) -> None:
     assert set(store.claim(["a", "b"], "run1")) == {"a", "b"}
     # Held by a live claimant (this process): another run gets nothing.
     assert store.claim(["a", "b"], "run2") == {}
-    # Only the holder moves RUNNING → SUCCEEDED / FAILED.
+    # Only the holder records metadata and moves RUNNING → SUCCEEDED / FAILED.
+    assert store.mark_probed(["a"], "run2", result_file="other") == []
+    assert store.mark_probed(["a"], "run1", result_file="stem") == ["a"]
+    probed = store.get("a")
+    assert probed is not None and (probed.status, probed.result_file) == (RUNNING, "stem")
     assert store.mark_succeeded(["a"], "run2") == []
-    assert store.mark_succeeded(["a"], "run1", result_file="stem") == ["a"]
+    assert store.mark_succeeded(["a"], "run1") == ["a"]
     assert store.mark_failed({"b": ("throttled", "slow")}, "run2") == []
     assert store.mark_failed({"b": ("throttled", "slow")}, "run1") == ["b"]
     a, b = store.get("a"), store.get("b")
@@ -97,6 +101,25 @@ def test_claim_transitions_are_conditional(tmp_path: Path) -> None:
     assert again is not None and (again.status, again.attempts, again.run_id) == (
         RUNNING, 2, "run4",
     )  # fmt: skip
+    # A run that did not do every asset hands its versions back as PENDING.
+    assert store.release(["a"], "run3") == []
+    assert store.release(["a"], "run4") == ["a"]
+    back = store.get("a")
+    assert back is not None and (back.status, back.claimed_by) == (PENDING, None)
+
+
+def test_violations_are_an_index_of_the_current_verdicts(tmp_path: Path) -> None:
+    store = SqliteStateStore(tmp_path / "s.sqlite")
+    store.register([(k, _v(k)) for k in "abc"], "t")
+    store.record_verdicts(["a", "b", "c"], ["has_audio", "landscape"], {"has_audio": ["a", "b"]})
+    counts = store.violation_counts(["has_audio", "landscape", "never_checked"])
+    assert counts["has_audio"] == (2, ["a", "b"])
+    assert counts["landscape"] == (0, [])
+    assert counts["never_checked"] == (0, [])
+    # Re-checking a version replaces its verdict; others keep theirs.
+    store.record_verdicts(["a"], ["has_audio"], {})
+    assert store.violation_counts(["has_audio"])["has_audio"] == (1, ["b"])
+    assert store.violation_counts(["has_audio"], sample=0)["has_audio"] == (1, [])
 
 
 def test_a_claim_held_by_a_dead_process_of_this_host_is_taken_over(tmp_path: Path) -> None:
@@ -215,7 +238,10 @@ def test_two_processes_claiming_the_same_versions_process_each_once(tmp_path: Pa
     assert succeeded == len(KEYS), outs
     assert sum(int(o[2]) for o in outs) == 0
     states = cat.job_states(KEYS)
-    assert {s.status for s in states.values()} == {SUCCEEDED}
+    # Metadata landed once per version; the summary and checks (not run here) are still due,
+    # so each stays RUNNING under the run that probed it.
+    assert {s.status for s in states.values()} == {RUNNING}
+    assert all(s.metadata_at is not None and s.result_file for s in states.values())
     assert {s.attempts for s in states.values()} == {1}, "a version was processed twice"
     raw = duckdb.execute(
         "SELECT count(*), count(DISTINCT partition_key) FROM read_parquet(?)",

@@ -83,13 +83,13 @@ def test_offline_summaries_land_and_a_corrupt_version_does_not_block_them(
     good_keys = set(report.succeeded)
     for asset in ("video_metadata", "video_summary"):
         assert instance.get_materialized_partitions(dg.AssetKey(asset)) == good_keys, asset
-    # The run failed once, in its last step, naming both broken versions.
+    # The run failed once, at the end of its one step, naming both broken versions.
     failures = [
         e
         for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
         if e.dagster_event is not None
     ]
-    assert [e.step_key for e in failures] == ["video_summary"]
+    assert [e.step_key for e in failures] == ["process_videos"]
     data = failures[0].dagster_event.event_specific_data  # type: ignore[union-attr]
     metadata = data.user_failure_data.metadata
     assert set(metadata[FAILED_PARTITIONS].value) == set(report.failed)
@@ -180,7 +180,7 @@ def test_single_partition_run_like_the_sensors(library: Path, home: Path) -> Non
     assert result.success
     assert set(_summaries(home)) == {PORTRAIT}
     _, rows = catalog_at(home).query("SELECT count(*) FROM checks WHERE partition_key = ?", [pk])
-    assert rows[0][0] == len(definitions.compliance_checks.check_keys)  # type: ignore[union-attr]
+    assert rows[0][0] == len(definitions.video_assets.check_keys)  # type: ignore[union-attr]
     assert instance.get_materialized_partitions(dg.AssetKey("video_summary")) == {pk}
 
 

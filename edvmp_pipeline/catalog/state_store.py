@@ -164,9 +164,24 @@ class StateStore(Protocol):
         self, partition_keys: Sequence[str], run_id: str, *, force: bool = False
     ) -> dict[str, JobState]: ...
 
-    def mark_succeeded(
+    def mark_probed(
         self, partition_keys: Sequence[str], run_id: str, *, result_file: str | None = None
     ) -> list[str]: ...
+
+    def mark_succeeded(self, partition_keys: Sequence[str], run_id: str) -> list[str]: ...
+
+    def release(self, partition_keys: Sequence[str], run_id: str) -> list[str]: ...
+
+    def record_verdicts(
+        self,
+        checked: Sequence[str],
+        rule_ids: Sequence[str],
+        failing: Mapping[str, Sequence[str]],
+    ) -> None: ...
+
+    def violation_counts(
+        self, rule_ids: Sequence[str], *, sample: int = 100
+    ) -> dict[str, tuple[int, list[str]]]: ...
 
     def mark_failed(self, failures: Mapping[str, tuple[str, str]], run_id: str) -> list[str]: ...
 
@@ -265,6 +280,14 @@ CREATE TABLE IF NOT EXISTS incident_runs (
     PRIMARY KEY (run_id, incident_id)
 );
 CREATE INDEX IF NOT EXISTS incident_runs_by_version ON incident_runs (partition_key);
+-- The current verdict of each policy rule: which versions fail it now. The checks Parquet
+-- table holds the evidence (actual values, every evaluation); this is its keyed index, so
+-- "how many catalogued versions fail rule R" is an index count, not a scan of the history.
+CREATE TABLE IF NOT EXISTS violations (
+    rule_id TEXT NOT NULL,
+    partition_key TEXT NOT NULL,
+    PRIMARY KEY (rule_id, partition_key)
+);
 """
 
 _JOB_COLUMNS = tuple(f.name for f in fields(JobState))
@@ -496,22 +519,38 @@ class SqliteStateStore:
                         claimed[pk] = _job(row)
         return claimed
 
-    def mark_succeeded(
+    def mark_probed(
         self, partition_keys: Sequence[str], run_id: str, *, result_file: str | None = None
     ) -> list[str]:
-        """RUNNING → SUCCEEDED, only for versions this run holds; resolves their incidents.
+        """Record that this run landed the metadata of versions it holds (still RUNNING).
 
-        ``result_file`` names the files the results were written to (see ``Catalog``).
+        ``result_file`` names the files the results were written to (see ``Catalog``). The
+        version is not SUCCEEDED yet: that waits for its summary and checks.
         """
         now = _us(utcnow())
         done = []
         with self._write() as con:
             for pk in dict.fromkeys(partition_keys):
                 cur = con.execute(
-                    "UPDATE versions SET status = ?, finished_at = ?, updated_at = ?, "
-                    "metadata_at = ?, result_file = ?, claimed_by = NULL "
+                    "UPDATE versions SET metadata_at = ?, result_file = ?, updated_at = ? "
                     "WHERE partition_key = ? AND status = ? AND run_id = ?",
-                    [SUCCEEDED, now, now, now, result_file, pk, RUNNING, run_id],
+                    [now, result_file, now, pk, RUNNING, run_id],
+                )
+                if cur.rowcount:
+                    done.append(pk)
+        return done
+
+    def mark_succeeded(self, partition_keys: Sequence[str], run_id: str) -> list[str]:
+        """RUNNING → SUCCEEDED, only for versions this run holds; resolves their incidents."""
+        now = _us(utcnow())
+        done = []
+        with self._write() as con:
+            for pk in dict.fromkeys(partition_keys):
+                cur = con.execute(
+                    "UPDATE versions SET status = ?, finished_at = ?, updated_at = ?, "
+                    "claimed_by = NULL "
+                    "WHERE partition_key = ? AND status = ? AND run_id = ?",
+                    [SUCCEEDED, now, now, pk, RUNNING, run_id],
                 )
                 if cur.rowcount:
                     done.append(pk)
@@ -520,6 +559,66 @@ class SqliteStateStore:
                         [RESOLVED, pk, RESOLVED],
                     )
         return done
+
+    def release(self, partition_keys: Sequence[str], run_id: str) -> list[str]:
+        """RUNNING → PENDING for versions this run holds but did not finish (an asset of
+        theirs was not selected): the next ingest, redrive or sensor pass completes them."""
+        now = _us(utcnow())
+        done = []
+        with self._write() as con:
+            for pk in dict.fromkeys(partition_keys):
+                cur = con.execute(
+                    "UPDATE versions SET status = ?, updated_at = ?, claimed_by = NULL "
+                    "WHERE partition_key = ? AND status = ? AND run_id = ?",
+                    [PENDING, now, pk, RUNNING, run_id],
+                )
+                if cur.rowcount:
+                    done.append(pk)
+        return done
+
+    def record_verdicts(
+        self,
+        checked: Sequence[str],
+        rule_ids: Sequence[str],
+        failing: Mapping[str, Sequence[str]],
+    ) -> None:
+        """Replace the verdicts of ``rule_ids`` for the ``checked`` versions: the versions in
+        ``failing[rule_id]`` fail that rule now, the other checked ones pass it."""
+        with self._write() as con:
+            for rule_id in rule_ids:
+                for chunk in _chunks(list(dict.fromkeys(checked))):
+                    con.execute(
+                        f"DELETE FROM violations WHERE rule_id = ? "
+                        f"AND partition_key IN ({_marks(len(chunk))})",
+                        [rule_id, *chunk],
+                    )
+                con.executemany(
+                    "INSERT OR IGNORE INTO violations (rule_id, partition_key) VALUES (?, ?)",
+                    [(rule_id, pk) for pk in failing.get(rule_id, ())],
+                )
+
+    def violation_counts(
+        self, rule_ids: Sequence[str], *, sample: int = 100
+    ) -> dict[str, tuple[int, list[str]]]:
+        """Per rule: how many catalogued versions fail it now, and up to ``sample`` of their
+        object keys (index reads: the cost is the number of violations, not the catalog)."""
+        out: dict[str, tuple[int, list[str]]] = {}
+        with self._read() as con:
+            for rule_id in rule_ids:
+                (count,) = con.execute(
+                    "SELECT count(*) FROM violations WHERE rule_id = ?", [rule_id]
+                ).fetchone()
+                keys = [
+                    row[0]
+                    for row in con.execute(
+                        "SELECT v.object_key FROM violations x JOIN versions v "
+                        "ON v.partition_key = x.partition_key WHERE x.rule_id = ? "
+                        "ORDER BY v.object_key LIMIT ?",
+                        [rule_id, sample],
+                    )
+                ]
+                out[rule_id] = (count, keys)
+        return out
 
     def mark_failed(self, failures: Mapping[str, tuple[str, str]], run_id: str) -> list[str]:
         """→ FAILED with (class, message), only for versions this run holds or finished."""

@@ -3,7 +3,7 @@
 For running the same assets with Dagster's own CLI (what CI does)::
 
     RANGE=$(edvmp register samples/ --range)
-    dagster asset materialize -m edvmp_pipeline.definitions --select video_metadata \\
+    dagster asset materialize -m edvmp_pipeline.definitions --select "video_metadata*" \\
         --partition-range "$RANGE"
 """
 

@@ -2,9 +2,11 @@
 
 A job is one object version, named by its partition key (what ``edvmp upload`` prints). Its
 state is one point read of the state store, the one home of it: PENDING (registered by a
-sensor or an ingest, its run not started), RUNNING, SUCCEEDED or FAILED. The Dagster run it
-names is shown beside it, never mixed into it. When done, the result is the version's
-``videos`` row and summary, or for a failure its error class, error and incident.
+sensor or an ingest and not done yet: its run has not started, or an earlier run did not do
+all of its assets), RUNNING, SUCCEEDED (metadata, checks and summary all done) or FAILED.
+The Dagster run it names is shown beside it, never mixed into it. When done, the result is
+the version's ``videos`` row and summary, or for a failure its error class, error and
+incident.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ EXIT_OK, EXIT_FAILED, EXIT_TIMEOUT = 0, 1, 4
 
 SUCCEEDED, FAILED = "SUCCEEDED", "FAILED"
 FINAL = frozenset({SUCCEEDED, FAILED})
+# Dagster run statuses after which a run writes nothing more.
+RUN_FINISHED = frozenset({"SUCCESS", "FAILURE", "CANCELED"})
 
 _RESULT_COLUMNS = (
     "object_key",
@@ -52,7 +56,8 @@ _RESULT_COLUMNS = (
 )
 
 EPILOG = """\
-states: PENDING (registered, its run not started), RUNNING, SUCCEEDED, FAILED.
+states: PENDING (registered, not done yet), RUNNING, SUCCEEDED (metadata, checks and
+summary all done), FAILED.
 
 exit status:
   0  the job exists (with --wait: it SUCCEEDED)
@@ -90,7 +95,8 @@ class _Sources:
         return self.catalog.job(job)
 
     def run_status(self, run_id: str | None) -> str | None:
-        """The Dagster status of the run named by the job (shown, never used for the state)."""
+        """The Dagster status of the run named by the job (shown, and waited for by --wait,
+        never used for the state)."""
         instance = self.instance() if run_id else None
         run = instance.get_run_by_id(run_id) if instance is not None and run_id else None
         return run.status.value if run is not None else None
@@ -133,7 +139,6 @@ class Report:
     registered_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
-    summary_done: bool = False
     error_class: str | None = None
     error: str | None = None
     incident: dict[str, Any] | None = None
@@ -156,9 +161,6 @@ def _snapshot(sources: _Sources, job: str, *, with_run: bool = True) -> Report:
         registered_at=state.registered_at,
         started_at=state.started_at,
         finished_at=state.finished_at,
-        summary_done=bool(
-            state.summary_at and state.metadata_at and state.summary_at >= state.metadata_at
-        ),
         error_class=state.error_class,
         error=state.error,
     )
@@ -227,8 +229,6 @@ def _print_human(report: Report) -> None:
     ]
     if report.result is not None:
         lines += _describe_result(report.result)
-        if report.result.get("summary") is None and not report.summary_done:
-            lines.append("summary:    not yet (the run is still at its later steps)")
     if report.state == FAILED:
         lines.append(f"error:      [{report.error_class or 'unclassified'}] {report.error or '-'}")
         if report.incident is not None:
@@ -267,8 +267,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _wait(sources: _Sources, job: str, timeout_s: float) -> tuple[Report, bool]:
     """Poll the state store until the job is final; returns the last report and whether the
-    timeout ran out. A SUCCEEDED job also waits (briefly) for its summary, a FAILED one for
-    its incident, since the later steps and the failure sensor finish a few seconds after."""
+    timeout ran out. A final job also waits (briefly) for its Dagster run to finish and, when
+    FAILED, for its incident: the run writes its last events and the incident a moment after
+    the version's own state is final."""
     started = time.monotonic()
     deadline = started + timeout_s
     last_line = None
@@ -282,9 +283,10 @@ def _wait(sources: _Sources, job: str, timeout_s: float) -> tuple[Report, bool]:
             last_line = line
         if report.state in FINAL:
             final_since = final_since if final_since is not None else now
-            complete = report.summary_done if report.state == SUCCEEDED else report.incident
+            report.run_status = sources.run_status(report.run_id)
+            run_done = report.run_status is None or report.run_status in RUN_FINISHED
+            complete = run_done and (report.state == SUCCEEDED or report.incident is not None)
             if complete or now - final_since >= INCIDENT_GRACE_S:
-                report.run_status = sources.run_status(report.run_id)
                 return report, False
         else:
             final_since = None

@@ -11,7 +11,7 @@ from edvmp_pipeline.catalog.store import Catalog
 from edvmp_pipeline.defs.dead_runs import process_tags
 from edvmp_pipeline.defs.partitions import videos_partitions
 from edvmp_pipeline.defs.run_failures import record_run_failure
-from edvmp_pipeline.defs.tags import TAG_SOURCE, TAG_TRIGGER
+from edvmp_pipeline.defs.tags import RANGE_END_TAG, RANGE_START_TAG, TAG_SOURCE, TAG_TRIGGER
 from edvmp_pipeline.services.progress import ProgressReporter
 from edvmp_pipeline.settings import catalog_root
 
@@ -43,35 +43,38 @@ def run_batches(
     extra_tags: dict[str, str] | None = None,
     on_done: Callable[[str, bool], None] | None = None,
 ) -> list[str]:
-    """Materialise ``video_metadata`` for ``keys`` in runs of up to ``batch_size`` versions.
+    """Run the pipeline for ``keys`` in runs of up to ``batch_size`` versions.
 
-    Each run targets the range of the dynamic partition list spanning its keys and is told,
-    through run config, to touch only its own keys: other versions in that range belong to
-    someone else (an earlier ingest, the sensor). A failed run's versions are classified
-    into incidents right here, so this path needs no daemon.
+    Each run covers one unbroken stretch of the dynamic partition list holding only its own
+    keys, so Dagster plans (and, when the run fails, marks Failed) exactly the versions the
+    run processes, never a neighbour that belongs to an earlier ingest or the sensor. New
+    versions are registered together, so a fresh ingest is a few large runs; scattered
+    retries become more, smaller runs. A failed run's versions are classified into incidents
+    right here, so this path needs no daemon.
     """
     from edvmp_pipeline.definitions import build_resources, defs
     from edvmp_pipeline.defs.jobs import INGEST_JOB
+    from edvmp_pipeline.defs.video_pipeline import STEP
 
-    order = {k: i for i, k in enumerate(instance.get_dynamic_partitions(videos_partitions.name))}
-    ordered = sorted(dict.fromkeys(keys), key=lambda k: order[k])
+    batches = contiguous_batches(
+        instance.get_dynamic_partitions(videos_partitions.name), set(keys), batch_size
+    )
     job = defs.resolve_job_def(INGEST_JOB)
     run_ids = []
-    for i in range(0, len(ordered), batch_size):
-        batch = ordered[i : i + batch_size]
+    for batch in batches:
+        span = (
+            {"dagster/partition": batch[0]}
+            if len(batch) == 1
+            else {RANGE_START_TAG: batch[0], RANGE_END_TAG: batch[-1]}
+        )
         result = job.execute_in_process(
             run_config={
-                "ops": {
-                    "video_metadata": {
-                        "config": {"only": batch, "force": force, "workers": workers}
-                    }
-                },
+                "ops": {STEP: {"config": {"only": batch, "force": force, "workers": workers}}},
                 "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
             },
             instance=instance,
             tags={
-                "dagster/asset_partition_range_start": batch[0],
-                "dagster/asset_partition_range_end": batch[-1],
+                **span,
                 TAG_SOURCE: source,
                 TAG_TRIGGER: trigger,
                 **process_tags(),
@@ -88,6 +91,27 @@ def run_batches(
             if run is not None:
                 record_run_failure(instance, run, Catalog(catalog_root()))
     return run_ids
+
+
+def contiguous_batches(
+    partition_list: Sequence[str], wanted: set[str], batch_size: int
+) -> list[list[str]]:
+    """Split ``wanted`` into runs: unbroken stretches of ``partition_list``, each at most
+    ``batch_size`` long, in list order."""
+    batches: list[list[str]] = []
+    current: list[str] = []
+    for key in partition_list:
+        if key in wanted:
+            current.append(key)
+            if len(current) >= batch_size:
+                batches.append(current)
+                current = []
+        elif current:
+            batches.append(current)
+            current = []
+    if current:
+        batches.append(current)
+    return batches
 
 
 def partition_range(instance: dg.DagsterInstance, keys: Sequence[str]) -> str | None:

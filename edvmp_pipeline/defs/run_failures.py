@@ -7,7 +7,8 @@ import dagster as dg
 from dagster import DagsterEventType
 
 from edvmp_pipeline.catalog.store import SUCCEEDED, Catalog
-from edvmp_pipeline.defs.tags import ERROR_CLASSES, ERRORS, FAILED_PARTITIONS
+from edvmp_pipeline.defs.tags import ERROR_CLASSES, ERRORS, FAILED_PARTITIONS, RANGE_START_TAG
+from edvmp_pipeline.defs.video_pipeline import STEP
 from edvmp_pipeline.services.incidents import VersionFailure, record_failures
 
 
@@ -15,11 +16,11 @@ def run_partition_keys(run: dg.DagsterRun) -> list[str]:
     """The versions a run was about: its partition, or its ``only`` list / range."""
     if "dagster/partition" in run.tags:
         return [run.tags["dagster/partition"]]
-    config = (run.run_config or {}).get("ops", {}).get("video_metadata", {}).get("config", {})
+    config = (run.run_config or {}).get("ops", {}).get(STEP, {}).get("config", {})
     only = config.get("only") or []
     if only:
         return list(only)
-    start = run.tags.get("dagster/asset_partition_range_start")
+    start = run.tags.get(RANGE_START_TAG)
     return [start] if start else []
 
 

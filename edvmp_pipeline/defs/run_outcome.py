@@ -1,120 +1,92 @@
-"""Failing a run for the versions that failed in it, once, at its last step.
+"""How a run reports the versions that failed in it, through Dagster's public API only.
 
-A run may cover many versions. A version that fails (corrupt upload, summarizer refused) must
-not stop the others from going through every step, so steps record per-version failures in the
-catalog instead of raising. The last selected step of the pipeline then raises one
-``dg.Failure`` naming every version that failed in this run: the run shows as failed in the UI,
-the failed partitions stay unmaterialised, and the run-failure sensor reads the failure's
-metadata to record incidents.
+A run may cover many versions, and one bad version must not stop the others, so the
+pipeline step never raises for a version. Dagster's partition status then does the rest:
+every partition of the run gets a planned materialisation when the run starts; the step logs
+one ``AssetMaterialization`` per good (asset, version); and when any version failed the step
+ends by raising one ``dg.Failure``, so the run is FAILURE and Dagster counts each planned
+partition the run did not materialise as **Failed** (and leaves the good ones Materialized).
 
-Later steps of a run only start when ``video_metadata`` yields its output, and an output of a
-multi-partition step would make Dagster record a materialization for *every* partition of the
-run, failed ones included. So the job carries Dagster's ``dagster/defer_asset_events`` tag
-(asset events come only from what the steps log explicitly, one per good partition) and
-``video_metadata`` ends with :func:`release_downstream`. A run without that tag (e.g. a UI
-materialisation of the asset) skips the later steps, and ``video_metadata`` is its gate.
+Each failed (asset, version) also gets an ``AssetObservation`` on its partition with the
+failure class, the one-line reason, the object key, the runbook and the incident id, which
+is what the partition's page shows next to its Failed status. The run failure carries the
+same per-version figures as metadata (read by the incident sensor) and a one-line
+description; it is raised with ``allow_retries=False`` and from this module only, so an
+expected failure (corrupt media) shows its reason rather than a stack of the media code.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import dagster as dg
 
-from edvmp_pipeline.catalog.store import FAILED, Catalog
-from edvmp_pipeline.defs.tags import (
-    DEFER_ASSET_EVENTS_TAG,
-    ERROR_CLASSES,
-    ERRORS,
-    FAILED_PARTITIONS,
-)
-
-# Step keys in the order the gate prefers them: the run fails in the last one it executes.
-# video_summary and the compliance checks both depend on video_metadata only, so when one of
-# them raises the other still runs; the checks never raise for a policy violation (they are
-# not blocking), only as the gate of a run that has no summary step.
-PIPELINE = ("video_metadata", "compliance", "video_summary")
+from edvmp_pipeline.catalog.state_store import NewIncident
+from edvmp_pipeline.defs.tags import ERROR_CLASSES, ERRORS, FAILED_PARTITIONS, INCIDENT_IDS
+from edvmp_pipeline.domain.records import ObjectVersion
 
 
-def downstream_released(
-    context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext,
-) -> bool:
-    """True when this run defers asset events, so ``video_metadata`` releases later steps."""
-    return str(context.run.tags.get(DEFER_ASSET_EVENTS_TAG, "")).lower() == "true"
+@dataclass(frozen=True)
+class AssetFailure:
+    """One version that an asset of the run could not produce."""
+
+    asset_key: dg.AssetKey
+    partition_key: str
+    version: ObjectVersion | None
+    error_class: str
+    reason: str
 
 
-def release_downstream(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
-    """Yield the step's output (so later steps run) when that materialises nothing by itself.
-
-    Only in runs tagged ``dagster/defer_asset_events``: there the per-partition
-    ``AssetMaterialization`` events the step logged are the whole record. Elsewhere yields
-    nothing, and the later steps of the run are skipped.
-    """
-    if downstream_released(context):
-        yield dg.MaterializeResult()
-
-
-def steps_in_run(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> set[str]:
-    """Step keys this run executes: its plan after asset and asset-check selection."""
-    op_context = getattr(context, "op_execution_context", context)
-    plan = op_context.get_step_execution_context().execution_plan
-    return set(plan.step_keys_to_execute)
-
-
-def is_last_selected_step(
-    context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, step: str
-) -> bool:
-    """True when no later pipeline step will execute in this run."""
-    if step == PIPELINE[0] and not downstream_released(context):
-        return True
-    later = PIPELINE[PIPELINE.index(step) + 1 :]
-    chosen = steps_in_run(context)
-    return not any(s in chosen for s in later)
+def failure_observation(failure: AssetFailure, incident: NewIncident | None) -> dg.AssetObservation:
+    """What the failed partition's page shows: class, reason, object key, runbook, incident."""
+    metadata: dict[str, dg.RawMetadataValue] = {
+        "status": "FAILED",
+        "error_class": failure.error_class,
+        "reason": failure.reason,
+    }
+    if failure.version is not None:
+        metadata["object_key"] = failure.version.object_key
+        metadata["etag"] = failure.version.etag
+    if incident is not None:
+        metadata["incident_id"] = incident.incident_id
+        metadata["runbook"] = incident.runbook
+        metadata["action"] = incident.action
+        metadata["failure_class"] = incident.failure_class
+    return dg.AssetObservation(
+        asset_key=failure.asset_key,
+        partition=failure.partition_key,
+        description=f"failed: [{failure.error_class}] {failure.reason}",
+        metadata=metadata,
+    )
 
 
-def failed_in_run(catalog: Catalog, run_id: str) -> list[tuple[str, str, str]]:
-    """``(partition_key, error_class, error)`` of every version this run left FAILED."""
-    return [
-        (s.partition_key, s.error_class or "unknown", s.error or "")
-        for s in catalog.state.in_run(run_id)
-        if s.status == FAILED
-    ]
-
-
-def versions_in_run(catalog: Catalog, run_id: str) -> set[str]:
-    """Partition keys of every version this run processed (for the gate's count)."""
-    return {s.partition_key for s in catalog.state.in_run(run_id)}
-
-
-def run_failure(failed: list[tuple[str, str, str]], n_total: int) -> dg.Failure:
-    """The run's failure, with per-version classes in its metadata."""
-    _, first_class, first_error = failed[0]
-    lines = [f"- `{pk}`: [{cls}] {err}" for pk, cls, err in failed[:200]]
+def run_failure(
+    failures: Sequence[AssetFailure], n_total: int, incidents: dict[str, NewIncident]
+) -> dg.Failure:
+    """The run's failure: a one-line summary, with per-version classes in its metadata."""
+    by_version: dict[str, AssetFailure] = {}
+    for f in failures:
+        by_version.setdefault(f.partition_key, f)
+    counts = Counter(f.error_class for f in by_version.values())
+    first = next(iter(by_version.values()))
+    where = first.version.object_key if first.version is not None else first.partition_key
+    classes = ", ".join(f"{cls} ×{n}" for cls, n in counts.most_common())
+    listed = list(by_version.values())[:200]
     return dg.Failure(
-        description=f"{len(failed)} of {n_total} versions failed; first: "
-        f"[{first_class}] {first_error}",
+        description=f"{len(by_version)} of {n_total} versions failed ({classes}); first: "
+        f"{where}: {first.reason}",
         metadata={
-            FAILED_PARTITIONS: dg.MetadataValue.json([pk for pk, _, _ in failed]),
-            ERROR_CLASSES: dg.MetadataValue.json({pk: cls for pk, cls, _ in failed}),
-            ERRORS: dg.MetadataValue.json({pk: err for pk, _, err in failed}),
-            "error_class": first_class,
-            "details": dg.MetadataValue.md("\n".join(lines)),
+            FAILED_PARTITIONS: dg.MetadataValue.json([f.partition_key for f in listed]),
+            ERROR_CLASSES: dg.MetadataValue.json({f.partition_key: f.error_class for f in listed}),
+            ERRORS: dg.MetadataValue.json({f.partition_key: f.reason for f in listed}),
+            INCIDENT_IDS: dg.MetadataValue.json({pk: i.incident_id for pk, i in incidents.items()}),
+            "succeeded": n_total - len(by_version),
+            "failed": len(by_version),
+            "error_class": first.error_class,
         },
         # A whole-run retry would redo the good versions too; transient failures are retried
         # per version inside the step and redriven per version by the failure sensor.
         allow_retries=False,
     )
-
-
-def fail_run_if_versions_failed(
-    context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext,
-    catalog: Catalog,
-    step: str,
-    n_total: int,
-) -> None:
-    """At the run's last step, raise for the versions that failed anywhere in this run."""
-    if not is_last_selected_step(context, step):
-        return
-    failed = failed_in_run(catalog, context.run.run_id)
-    if failed:
-        raise run_failure(failed, n_total)

@@ -14,13 +14,18 @@ TAG_HOST = "edvmp/host"
 TAG_PID = "edvmp/pid"
 # Dagster's own tag, read (never written) to find a run by its run key.
 RUN_KEY_TAG = "dagster/run_key"
-# Dagster system tag: asset events of the run's steps come only from the events they log.
-DEFER_ASSET_EVENTS_TAG = "dagster/defer_asset_events"
+# Dagster's own tags of a run over a partition range, read and set on batch runs.
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 # Keys of the run failure's metadata: the per-version outcome the incident recorder reads.
 FAILED_PARTITIONS = "failed_partitions"
 ERROR_CLASSES = "error_classes"
 ERRORS = "errors"
+INCIDENT_IDS = "incident_ids"
+# Counts of a finished run, as tags so the Runs list shows them.
+TAG_SUCCEEDED = "edvmp/succeeded"
+TAG_FAILED = "edvmp/failed"
 
 
 def attempt_tags(attempt: int) -> dict[str, str]:

@@ -1,44 +1,33 @@
-"""``video_metadata``: ffprobe every video version and land a normalised record.
+"""``video_metadata``: the asset of each version's ffprobe record (its spec and its events).
 
-No ``from __future__ import annotations`` here: Dagster resolves the config and resource
-annotations of asset functions at definition time.
+The asset is computed by the pipeline step (``defs/video_pipeline.py``) together with the
+summary and the compliance checks; this module says what Dagster shows about it.
 """
 
-from collections.abc import Iterator
+from __future__ import annotations
 
 import dagster as dg
-from pydantic import Field
 
-from edvmp_pipeline.adapters.object_store import ObjectStoreResource
-from edvmp_pipeline.adapters.prober import FfprobeProber
-from edvmp_pipeline.defs.catalog_resource import CatalogResource
 from edvmp_pipeline.defs.partitions import videos_partitions
-from edvmp_pipeline.defs.run_outcome import (
-    downstream_released,
-    fail_run_if_versions_failed,
-    release_downstream,
+from edvmp_pipeline.domain.records import ObjectVersion, VideoRecord
+
+METADATA_KEY = dg.AssetKey("video_metadata")
+
+metadata_spec = dg.AssetSpec(
+    METADATA_KEY,
+    partitions_def=videos_partitions,
+    group_name="videos",
+    kinds={"ffprobe", "parquet"},
+    # Skippable: the step reports one materialisation per good version itself, so a version
+    # that fails is not materialised (and reads as Failed in the partitions view).
+    skippable=True,
+    description="Technical metadata of each video version (ffprobe, normalised), landed in "
+    "the catalog's videos and streams tables.",
 )
-from edvmp_pipeline.services.processing import RetrySettings, process_batch
-from edvmp_pipeline.services.progress import ProgressReporter
-from edvmp_pipeline.settings import probe_workers_default
 
 
-class MetadataRunConfig(dg.Config):
-    """Run options; the defaults are right for sensor runs and UI backfills."""
-
-    only: list[str] = Field(default_factory=list)
-    """Restrict the run to these partition keys of its range (``edvmp ingest`` uses it)."""
-    force: bool = False
-    """Probe versions again even when the catalog already has them as SUCCEEDED."""
-    workers: int = 0
-    """Parallel ffprobe processes; 0 means one per core."""
-    retry_attempts: int = 4
-    """Tries per version for transient store errors (unreachable, throttled)."""
-    retry_base_delay_s: float = 0.5
-    """First backoff delay; doubles per retry (full jitter), capped at 8 s."""
-
-
-def _record_metadata(record) -> dict[str, dg.MetadataValue | str | int | float | None]:
+def record_metadata(record: VideoRecord) -> dict[str, str | int | float | None]:
+    """The few fields an operator reads first on a version's materialisation."""
     return {
         "format": record.format_name,
         "duration_s": record.duration_s,
@@ -54,65 +43,23 @@ def _record_metadata(record) -> dict[str, dg.MetadataValue | str | int | float |
     }
 
 
-@dg.asset(
-    partitions_def=videos_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    output_required=False,
-    group_name="videos",
-    kinds={"ffprobe", "parquet"},
-    description="Technical metadata of each video version (ffprobe, normalised), landed in "
-    "the catalog's videos and streams tables.",
-)
-def video_metadata(
-    context: dg.AssetExecutionContext,
-    config: MetadataRunConfig,
-    catalog: CatalogResource,
-    object_store: ObjectStoreResource,
-    prober: FfprobeProber,
-    progress: dg.ResourceParam[ProgressReporter],
-) -> Iterator[dg.AssetMaterialization | dg.MaterializeResult]:
-    """Probe every version of the run's partitions; one materialisation per good version."""
-    cat = catalog.catalog()
-    outcome = process_batch(
-        context.partition_keys,
-        catalog=cat,
-        store=object_store,
-        prober=prober,
-        run_id=context.run_id,
-        workers=config.workers or probe_workers_default(),
-        only=config.only,
-        force=config.force,
-        progress=progress,
-        retry=RetrySettings(
-            attempts=max(1, config.retry_attempts), base_delay_s=config.retry_base_delay_s
-        ),
-        log=context.log.warning,
-    )
-    if outcome.skipped:
-        context.log.info(f"{len(outcome.skipped)} versions already catalogued, skipped")
-    for f in outcome.failed:
-        context.log.error(f"{f.partition_key}: [{f.error_class}] {f.reason}")
-    if not outcome.failed and not downstream_released(context):
-        # A run without the deferred-events tag (e.g. the asset page's Materialize button):
-        # with no failure, the plain output is right for every partition of the run, and it
-        # lets the summary and compliance steps run.
-        yield dg.MaterializeResult(
-            metadata={"versions": len(outcome.succeeded), "skipped": len(outcome.skipped)}
+def metadata_materialization(
+    pk: str,
+    version: ObjectVersion,
+    record: VideoRecord,
+    failed_rules: list[str] | None,
+    n_rules: int,
+) -> dg.AssetMaterialization:
+    """One good version's materialisation, with its compliance verdict when checked."""
+    metadata: dict[str, dg.RawMetadataValue] = {
+        "object_key": version.object_key,
+        "etag": version.etag,
+        "size_bytes": version.size_bytes,
+        **record_metadata(record),
+    }
+    if failed_rules is not None and n_rules:
+        metadata["compliance"] = f"{n_rules - len(failed_rules)} of {n_rules} rules passed" + (
+            f"; failed: {', '.join(failed_rules)}" if failed_rules else ""
         )
-        return
-    for pk, version, record in outcome.succeeded:
-        yield dg.AssetMaterialization(
-            asset_key=context.asset_key,
-            partition=pk,
-            metadata={
-                "object_key": version.object_key,
-                "etag": version.etag,
-                "size_bytes": version.size_bytes,
-                **_record_metadata(record),
-            },
-        )
-    # Before the gate: the summary and compliance steps must run for the good versions.
-    yield from release_downstream(context)
-    fail_run_if_versions_failed(
-        context, cat, "video_metadata", len(outcome.succeeded) + len(outcome.failed)
-    )
+        metadata["failed_rules"] = dg.MetadataValue.json(failed_rules)
+    return dg.AssetMaterialization(asset_key=METADATA_KEY, partition=pk, metadata=metadata)

@@ -19,7 +19,9 @@ class RuleOutcome:
 
     rule: Rule
     evaluated: int = 0
+    failing_partitions: list[str] = field(default_factory=list)
     failing_keys: list[str] = field(default_factory=list)
+    """Object keys of the failing versions, in the order of ``failing_partitions``."""
 
     @property
     def passed(self) -> bool:
@@ -57,6 +59,7 @@ def evaluate_rows(
             result = evaluate_rule(outcome.rule, row)
             outcome.evaluated += 1
             if not result.passed:
+                outcome.failing_partitions.append(row["partition_key"])
                 outcome.failing_keys.append(row["object_key"])
             check_rows.append(
                 {
@@ -87,9 +90,21 @@ def check_and_land(
     whole policy, so the versions count as checked."""
     rows = rows_to_check(catalog, partition_keys, recheck=not every_rule)
     check_rows, outcomes = evaluate_rows(rules, rows)
-    catalog.write_checks(
-        check_rows,
-        run_id=run_id,
-        complete=[r["partition_key"] for r in rows] if every_rule else (),
+    checked = [r["partition_key"] for r in rows]
+    catalog.write_checks(check_rows, run_id=run_id, complete=checked if every_rule else ())
+    # After the evidence is landed: the verdict index never names a result the table lacks.
+    catalog.state.record_verdicts(
+        checked,
+        [o.rule.id for o in outcomes],
+        {o.rule.id: o.failing_partitions for o in outcomes},
     )
     return rows, outcomes
+
+
+def failed_rules_by_version(outcomes: Sequence[RuleOutcome]) -> dict[str, list[str]]:
+    """Rule ids each version of a run failed (versions that passed every rule absent)."""
+    failed: dict[str, list[str]] = {}
+    for outcome in outcomes:
+        for pk in outcome.failing_partitions:
+            failed.setdefault(pk, []).append(outcome.rule.id)
+    return failed

@@ -40,6 +40,14 @@ def incident_id_for(partition_key: str, fp: str) -> str:
 
 def record_failures(catalog: Catalog, run_id: str, failures: Sequence[VersionFailure]) -> list[str]:
     """Classify one failed run's versions and record their incidents; returns the ids."""
+    return [i.incident_id for i in record_failure_incidents(catalog, run_id, failures)]
+
+
+def record_failure_incidents(
+    catalog: Catalog, run_id: str, failures: Sequence[VersionFailure]
+) -> list[NewIncident]:
+    """Classify one failed run's versions and record their incidents (idempotent per run:
+    recording the same run again changes nothing); returns the classified incidents."""
     store = catalog.state
     if not failures:
         return []
@@ -84,7 +92,8 @@ def record_failures(catalog: Catalog, run_id: str, failures: Sequence[VersionFai
         if state is not None and state.status != FAILED:
             # Versions the crash left RUNNING or PENDING now say FAILED, with this class.
             unfinished[f.partition_key] = (cls.name, message)
-    return store.record_incidents(run_id, incidents, unfinished)
+    store.record_incidents(run_id, incidents, unfinished)
+    return incidents
 
 
 def _jitter() -> float:

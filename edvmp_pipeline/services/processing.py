@@ -1,4 +1,4 @@
-"""Probe a batch of object versions and land the results: the work behind ``video_metadata``.
+"""Probe a batch of object versions and land the results: the metadata part of a run.
 
 Plain Python (no Dagster context) so it can be tested and reused; the asset adds Dagster
 events around it.
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from edvmp_pipeline.adapters.object_store import ObjectStoreResource
 from edvmp_pipeline.adapters.prober import FfprobeProber
-from edvmp_pipeline.catalog.store import Catalog
+from edvmp_pipeline.catalog.store import RUNNING, Catalog, JobState
 from edvmp_pipeline.domain.backoff import retry_call
 from edvmp_pipeline.domain.errors import PipelineError
 from edvmp_pipeline.domain.records import ObjectVersion, VideoRecord
@@ -37,6 +37,8 @@ class BatchOutcome:
     succeeded: list[tuple[str, ObjectVersion, VideoRecord]] = field(default_factory=list)
     failed: list[VersionFailure] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    resumed: list[str] = field(default_factory=list)
+    """Claimed versions whose metadata stood already: only their later assets are due."""
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,14 @@ def process_batch(
             else:
                 # SUCCEEDED already, or RUNNING in another live run: not this run's to do.
                 outcome.skipped.append(pk)
-    todo = [(pk, claimed[pk].version) for pk in wanted if pk in claimed]
+    # A claimed version whose metadata already landed (its run stopped before the summary,
+    # or only the summary failed) is finished by the later steps, not probed again.
+    todo = [
+        (pk, claimed[pk].version)
+        for pk in wanted
+        if pk in claimed and (force or claimed[pk].metadata_at is None)
+    ]
+    outcome.resumed = [pk for pk in wanted if pk in claimed and pk not in dict(todo)]
 
     def work(item: tuple[str, ObjectVersion]) -> tuple[str, ObjectVersion, object]:
         pk, version = item
@@ -152,9 +161,9 @@ def process_batch(
                 assert isinstance(result, VideoRecord)
                 outcome.succeeded.append((pk, version, result))
 
-    # Results first: a version the store calls SUCCEEDED always has its rows.
+    # Results first: a version the store says has metadata always has its rows.
     stem = catalog.write_results(outcome.succeeded, run_id=run_id)
-    catalog.state.mark_succeeded(
+    catalog.state.mark_probed(
         [pk for pk, _, _ in outcome.succeeded], run_id or "", result_file=stem
     )
     catalog.state.mark_failed(
@@ -162,3 +171,30 @@ def process_batch(
         run_id or "",
     )
     return outcome
+
+
+def _complete(state: JobState, has_rules: bool) -> bool:
+    """All of the version's assets are done for its current metadata."""
+    meta = state.metadata_at
+    if meta is None or state.summary_at is None or state.summary_at < meta:
+        return False
+    return not has_rules or (state.checked_at is not None and state.checked_at >= meta)
+
+
+def finish_run(
+    catalog: Catalog, run_id: str, *, failed: set[str], has_rules: bool
+) -> tuple[list[str], list[str], list[JobState]]:
+    """End of a run: each version it holds (RUNNING, not in ``failed``) becomes SUCCEEDED
+    when all of its assets are done, else PENDING for the next pass to complete.
+
+    Returns (succeeded, released to PENDING, every version of the run as it stood).
+    """
+    mine = catalog.state.in_run(run_id)
+    running = [s for s in mine if s.status == RUNNING and s.partition_key not in failed]
+    complete = [s.partition_key for s in running if _complete(s, has_rules)]
+    succeeded = catalog.state.mark_succeeded(complete, run_id)
+    done = set(complete)
+    released = catalog.state.release(
+        [s.partition_key for s in running if s.partition_key not in done], run_id
+    )
+    return succeeded, released, mine

@@ -1,6 +1,6 @@
 """Summaries of catalogued versions: which need one, summarising them, landing them.
 
-Plain Python shared by the ``video_summary`` asset and the benchmarks: no Dagster here.
+Plain Python shared by the pipeline step and the benchmarks: no Dagster here.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from edvmp_pipeline.adapters.summarizers import SummarizerResource, Summary
-from edvmp_pipeline.catalog.store import SUCCEEDED, Catalog
+from edvmp_pipeline.catalog.store import RUNNING, SUCCEEDED, Catalog
 from edvmp_pipeline.domain.errors import PipelineError
 from edvmp_pipeline.domain.records import ObjectVersion, VideoRecord
 
@@ -30,20 +30,21 @@ class SummaryFailure:
 
 
 def versions_to_summarise(
-    catalog: Catalog, partition_keys: Sequence[str], *, force: bool = False
+    catalog: Catalog, partition_keys: Sequence[str], *, run_id: str, force: bool = False
 ) -> list[str]:
     """The versions among ``partition_keys`` that need a summary, in key order.
 
-    A version qualifies when its metadata is catalogued, its job is SUCCEEDED (so a version
-    that failed earlier, e.g. a permanent summarizer error, is not retried by every run whose
-    partition range happens to cover it) and no summary was written since its metadata was
-    (a forced re-probe gets a new summary). ``force`` drops the last condition.
+    A version qualifies when its metadata is catalogued, it is this run's (RUNNING under
+    ``run_id``) or SUCCEEDED — so a version that failed earlier, e.g. a permanent summarizer
+    error, is not retried by every run whose partition range happens to cover it — and no
+    summary was written since its metadata was (a forced re-probe gets a new summary).
+    ``force`` drops the last condition.
     """
     states = catalog.job_states(partition_keys)
     return sorted(
         pk
         for pk, s in states.items()
-        if s.status == SUCCEEDED
+        if (s.status == SUCCEEDED or (s.status == RUNNING and s.run_id == run_id))
         and s.metadata_at is not None
         and (force or s.summary_at is None or s.summary_at < s.metadata_at)
     )
@@ -110,7 +111,7 @@ def summarise_and_land(
     Returns (versions considered, summaries written, failures). The catalog is written
     before anything is reported, so whatever Dagster shows as materialised is in it.
     """
-    todo = versions_to_summarise(catalog, partition_keys, force=force)
+    todo = versions_to_summarise(catalog, partition_keys, run_id=run_id, force=force)
     records = catalog.video_records(todo)
     succeeded, failed = summarise(records, summarizer, workers=workers)
     catalog.write_summaries(summary_rows(succeeded), run_id=run_id)
