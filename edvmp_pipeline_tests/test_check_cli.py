@@ -114,7 +114,10 @@ def test_malformed_policy_exit_2(catalogued: Path, tmp_path: Path) -> None:
     assert missing.returncode == 2 and "policy file not found" in missing.stderr
 
 
-def test_empty_catalog(tmp_path: Path) -> None:
+def test_missing_catalog_is_a_clear_error(tmp_path: Path) -> None:
+    """A home with no catalog (a typo in EDVMP_HOME): said so, exit 2, nothing created."""
     done = _edvmp(tmp_path / "fresh")
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[-1] == "(0 rows)"
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("edvmp: error: no catalog at "), done.stderr
+    assert done.stdout == ""
+    assert not (tmp_path / "fresh").exists()

@@ -13,7 +13,7 @@ from edvmp_pipeline.catalog.store import Catalog
 from edvmp_pipeline.definitions import build_resources, defs, video_assets
 from edvmp_pipeline.defs.batch_runs import add_partitions
 from edvmp_pipeline.defs.jobs import INGEST_JOB
-from edvmp_pipeline.domain.policy import load_default_policy
+from edvmp_pipeline.domain.policy import check_name_for, load_default_policy
 from edvmp_pipeline.services.ingest import ingest
 from edvmp_pipeline_tests.cli_support import SAMPLE_GOOD, run_edvmp
 
@@ -36,6 +36,23 @@ rules:
     equals: 0
     severity: warn
     description: Portrait uploads are letterboxed by the player.
+"""
+
+# The ids people write: `max-duration` and `max_duration` side by side must stay two checks.
+HYPHEN_POLICY = """\
+rules:
+  - id: max-duration
+    field: duration_s
+    max: 3600
+    severity: error
+  - id: max_duration
+    field: duration_s
+    max: 1
+    severity: warn
+  - id: has-audio
+    field: n_audio_streams
+    min: 1
+    severity: error
 """
 
 
@@ -215,3 +232,62 @@ def test_malformed_policy_is_a_clean_error(library: Path, home: Path, tmp_path: 
     )
     assert validate.returncode != 0
     assert "rule 'has_audio': unknown condition 'minimum'" in validate.stdout + validate.stderr
+
+
+def test_hyphenated_rule_ids_keep_their_id_and_get_a_derived_check_name(
+    library: Path, home: Path, tmp_path: Path
+) -> None:
+    shutil.rmtree(library / "broken")
+    policy = tmp_path / "hyphens.yaml"
+    policy.write_text(HYPHEN_POLICY)
+    env = {**os.environ, "EDVMP_HOME": str(home), "EDVMP_POLICY": str(policy)}
+    done = run_edvmp("ingest", str(library), env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    # The catalog and the verdict index keep the ids as written.
+    cat = Catalog(home / "catalog")
+    _, rows = cat.query(
+        "SELECT rule_id, count(*), count(*) FILTER (WHERE NOT passed) FROM checks "
+        "GROUP BY rule_id ORDER BY rule_id"
+    )
+    assert rows == [
+        ("has-audio", len(GOOD), 1),
+        ("max-duration", len(GOOD), 0),
+        ("max_duration", len(GOOD), len(GOOD)),  # every sample is longer than 1 s
+    ]
+    counts = cat.state.violation_counts(["has-audio", "max-duration", "max_duration"])
+    assert counts["has-audio"] == (1, ["training/silent_screencast.mkv"])
+    assert counts["max-duration"] == (0, [])
+    assert counts["max_duration"][0] == len(GOOD)
+
+    # Dagster has one check per rule, the hyphenated ones under their derived names.
+    instance = get_instance()
+    has_audio = _evaluation(instance, check_name_for("has-audio"))
+    assert check_name_for("has-audio") == "has_audio_8da6e7eb"
+    assert (has_audio.passed, has_audio.severity) == (False, dg.AssetCheckSeverity.ERROR)
+    assert has_audio.metadata["rule_id"].value == "has-audio"
+    assert has_audio.metadata["failing_in_library"].value == 1
+    assert has_audio.metadata["failing_object_keys"].value == ["training/silent_screencast.mkv"]
+    hyphen = _evaluation(instance, check_name_for("max-duration"))
+    assert (hyphen.passed, hyphen.metadata["rule_id"].value) == (True, "max-duration")
+    underscore = _evaluation(instance, "max_duration")
+    assert (underscore.passed, underscore.metadata["rule_id"].value) == (False, "max_duration")
+    assert underscore.metadata["failing_in_library"].value == len(GOOD)
+    assert (
+        instance.get_latest_asset_check_evaluation_record(dg.AssetCheckKey(METADATA, "has-audio"))
+        is None
+    )
+
+    # Each version's verdict names the rules by id, and so does `edvmp check`.
+    silent = cat.query(
+        "SELECT partition_key FROM videos WHERE object_key = 'training/silent_screencast.mkv'"
+    )[1][0][0]
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=METADATA, asset_partitions=[silent]), limit=1
+    ).records
+    assert records and records[0].asset_materialization is not None
+    failed_rules = records[0].asset_materialization.metadata["failed_rules"].value
+    assert sorted(failed_rules) == ["has-audio", "max_duration"]
+    checked = run_edvmp("check", "--policy", str(policy), "--format", "json", env=env)
+    assert checked.returncode == 1, checked.stderr  # has-audio is an error-severity rule
+    assert '"rule_id": "has-audio"' in checked.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import re
 from pathlib import Path
 
@@ -11,12 +12,18 @@ from edvmp_pipeline.domain.errors import ConfigError
 from edvmp_pipeline.domain.policy import (
     DEFAULT_POLICY_PATH,
     FIELD_KINDS,
+    MAX_ID_LENGTH,
+    MAX_RULES,
     CheckResult,
     PolicyError,
+    check_name_for,
     evaluate,
+    evaluate_batch,
+    evaluate_rule,
     load_default_policy,
     load_policy,
 )
+from edvmp_pipeline.services.compliance import evaluate_rows
 
 
 def one_rule(body: str) -> str:
@@ -157,6 +164,14 @@ def test_missing_file() -> None:
         load_policy("/nonexistent/policy.yaml")
 
 
+def test_binary_policy_file_is_a_policy_error(tmp_path: Path) -> None:
+    """Not UTF-8 (an image saved as policy.yaml): a PolicyError naming the file, not a crash."""
+    path = tmp_path / "policy.yaml"
+    path.write_bytes(b"rules:\n  - id: a\n\xff\xfe\x00\x89PNG")
+    with pytest.raises(PolicyError, match=re.escape(f"policy file {path} is not UTF-8 text")):
+        load_policy(path)
+
+
 def test_default_policy_loads() -> None:
     policy = load_default_policy()
     assert policy.source == str(DEFAULT_POLICY_PATH)
@@ -245,3 +260,238 @@ def test_results_follow_policy_order() -> None:
 
 def test_empty_rules_is_a_valid_policy() -> None:
     assert evaluate(load_policy("rules: []\n"), {"width": 1}) == []
+
+
+# -- numbers must be finite (issue 10, item 7) -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("field: duration_s\nmin: .nan", "min must be a finite number, got the number nan"),
+        ("field: duration_s\nmax: .NaN", "max must be a finite number, got the number nan"),
+        ("field: duration_s\nmax: .inf", "max must be a finite number, got the number inf"),
+        ("field: duration_s\nmax: .Inf", "max must be a finite number, got the number inf"),
+        ("field: height\nmin: -.inf", "min must be a finite number, got the number -inf"),
+        # A float literal too large for a double is read as infinity by YAML.
+        ("field: size_bytes\nmax: 1.0e+400", "max must be a finite number, got the number inf"),
+        ("field: rotation\nequals: .nan", "equals must be a finite number, got the number nan"),
+        (
+            "field: width\nin: [1920, .nan]",
+            "every item of in must be a finite number, got the number nan",
+        ),
+        (
+            "field: width\nnot_in: [-.inf]",
+            "every item of not_in must be a finite number, got the number -inf",
+        ),
+        # Numbers are never parsed from strings: "nan" and bare nan (a string in YAML) are text.
+        ("field: duration_s\nmax: 'nan'", "max must be a number, got the string 'nan'"),
+        ("field: duration_s\nmin: nan", "min must be a number, got the string 'nan'"),
+        ("field: duration_s\nmax: inf", "max must be a number, got the string 'inf'"),
+    ],
+)
+def test_nan_and_infinity_are_refused(body: str, message: str) -> None:
+    with pytest.raises(PolicyError) as info:
+        load_policy(one_rule(f"id: r\n{body}\nseverity: error"))
+    assert str(info.value) == f"rule 'r': {message}"
+
+
+def test_huge_integers_are_finite_and_compare_exactly() -> None:
+    # YAML integers have no infinity; a huge one is a valid (if odd) bound.
+    result = rule_result(
+        f"id: r\nfield: size_bytes\nmax: {10**400}\nseverity: warn", {"size_bytes": 5}
+    )
+    assert result.passed
+
+
+# -- the ids people write, and the Dagster check names derived from them (item 10) -----------
+
+
+@pytest.mark.parametrize(
+    "rule_id", ["max-duration", "codec.video", "R_001", "1080p-min", "_private", "a", "x" * 64]
+)
+def test_ids_people_write_are_accepted(rule_id: str) -> None:
+    policy = load_policy(one_rule(f"id: '{rule_id}'\nfield: width\nmax: 1\nseverity: warn"))
+    (rule,) = policy.rules
+    assert rule.id == rule_id
+    # Dagster's own rule for asset check names; a name Dagster takes as it is stays as it is.
+    assert re.fullmatch(r"[A-Za-z0-9_]+", rule.check_name), rule.check_name
+    assert (rule.check_name == rule_id) == bool(re.fullmatch(r"[A-Za-z0-9_]+", rule_id))
+    (result,) = evaluate(policy, {"width": 2})
+    assert (result.rule_id, result.passed) == (rule_id, False)
+
+
+@pytest.mark.parametrize(
+    ("rule_id", "shown"),
+    [
+        ("has space", "the string 'has space'"),
+        ("-max", "the string '-max'"),
+        (".hidden", "the string '.hidden'"),
+        ("max/duration", "the string 'max/duration'"),
+        ("durée", "the string 'durée'"),
+        ("", "the string ''"),
+        ("x" * (MAX_ID_LENGTH + 1), f"the string '{'x' * (MAX_ID_LENGTH + 1)}'"),
+        ("a\\n", "the string 'a\\n'"),
+    ],
+)
+def test_ids_outside_the_grammar_are_refused(rule_id: str, shown: str) -> None:
+    body = f'id: "{rule_id}"\nfield: width\nmax: 1\nseverity: warn'
+    with pytest.raises(PolicyError) as info:
+        load_policy(one_rule(body))
+    assert str(info.value) == (
+        f"rule #1: id must be 1 to {MAX_ID_LENGTH} letters, digits, '_', '-' or '.', "
+        f"starting with a letter, digit or '_', got {shown}"
+    )
+
+
+def test_check_names_are_the_id_when_dagster_accepts_it_else_derived_and_stable() -> None:
+    assert check_name_for("max_duration") == "max_duration"
+    assert check_name_for("R_001") == "R_001"
+    # Pinned: a check renamed by a change here would lose its history in Dagster.
+    assert check_name_for("max-duration") == "max_duration_a9065d52"
+    assert check_name_for("codec.video") == "codec_video_e424b3ca"
+    assert check_name_for("has-audio") == "has_audio_8da6e7eb"
+
+
+def test_ids_that_sanitise_alike_get_distinct_check_names() -> None:
+    text = "rules:\n" + "".join(
+        f"  - {{id: '{rule_id}', field: duration_s, max: 3600, severity: error}}\n"
+        for rule_id in ("max-duration", "max_duration", "max.duration", "max-duration-")
+    )
+    policy = load_policy(text)
+    names = [rule.check_name for rule in policy.rules]
+    assert len(set(names)) == 4, names
+    assert names[1] == "max_duration"
+    assert all(re.fullmatch(r"[A-Za-z0-9_]+", n) for n in names)
+    # The ids themselves are untouched: they are what the checks table and verdicts keep.
+    assert [r.id for r in policy.rules] == [
+        "max-duration",
+        "max_duration",
+        "max.duration",
+        "max-duration-",
+    ]
+
+
+def test_an_id_that_spells_another_rules_derived_name_is_refused() -> None:
+    text = (
+        "rules:\n"
+        "  - {id: max-duration, field: duration_s, max: 3600, severity: error}\n"
+        "  - {id: max_duration_a9065d52, field: duration_s, max: 60, severity: warn}\n"
+    )
+    with pytest.raises(PolicyError) as info:
+        load_policy(text)
+    assert str(info.value) == (
+        "rule 'max_duration_a9065d52': its Dagster check name 'max_duration_a9065d52' is also "
+        "that of rule 'max-duration'; rename one of them"
+    )
+
+
+# -- the rule-count limit and column-wise evaluation (item 9) -------------------------------
+
+
+def many_rules(n: int) -> str:
+    return "rules:\n" + "".join(
+        f"  - {{id: r{i}, field: width, max: {i}, severity: warn}}\n" for i in range(n)
+    )
+
+
+def test_a_policy_of_max_rules_loads_and_one_more_is_refused(tmp_path: Path) -> None:
+    assert len(load_policy(many_rules(MAX_RULES)).rules) == MAX_RULES
+    with pytest.raises(PolicyError) as info:
+        load_policy(many_rules(MAX_RULES + 1))
+    assert str(info.value) == (
+        f"policy: {MAX_RULES + 1} rules, more than the limit of {MAX_RULES} "
+        "(each rule is a Dagster asset check, paid for on every run)"
+    )
+    path = tmp_path / "big.yaml"
+    path.write_text(many_rules(5000))
+    with pytest.raises(PolicyError, match=rf"^{re.escape(str(path))}: policy: 5000 rules, more"):
+        load_policy(path)
+    # Evaluation alone has no limit (the benchmark uses it): the bound is Dagster's.
+    assert len(load_policy(many_rules(MAX_RULES + 1), max_rules=None).rules) == MAX_RULES + 1
+
+
+# Every condition, on rows that hold nulls, missing keys, ints for floats, strings in numeric
+# fields and booleans: the column-wise path must give exactly what evaluate_rule gives.
+MIXED_POLICY = """\
+rules:
+  - {id: a-min, field: height, min: 240, severity: warn}
+  - {id: a.max, field: duration_s, max: 60.5, severity: error}
+  - {id: in-num, field: width, in: [1920, 1280], severity: warn}
+  - {id: in-str, field: video_codec, in: [h264, hevc], severity: warn}
+  - {id: not-in, field: audio_codec, not_in: [mp2], severity: warn}
+  - {id: eq-num, field: rotation, equals: 0, severity: warn}
+  - {id: eq-str, field: format_name, equals: 'matroska,webm', severity: warn}
+  - {id: same-field, field: height, max: 1080, severity: error}
+"""
+MIXED_ROWS = [
+    {"height": 240, "duration_s": 60.5, "width": 1920.0, "video_codec": "h264",
+     "audio_codec": "aac", "rotation": 0.0, "format_name": "matroska,webm"},
+    {"height": 144, "duration_s": 61, "width": 1281, "video_codec": "HEVC", "audio_codec": "mp2",
+     "rotation": 90, "format_name": "mov"},
+    {"height": None, "duration_s": None, "width": None, "video_codec": None, "audio_codec": None,
+     "rotation": None, "format_name": None},
+    {},
+    {"height": "1080", "duration_s": True, "width": "1920", "video_codec": 5, "rotation": False},
+    {"height": 2160, "duration_s": float("nan"), "width": 1280, "audio_codec": "opus"},
+]  # fmt: skip
+
+
+def test_batch_evaluation_agrees_with_evaluate_rule() -> None:
+    policy = load_policy(MIXED_POLICY)
+    verdicts = evaluate_batch(policy.rules, MIXED_ROWS)
+    for j, rule in enumerate(policy.rules):
+        for i, row in enumerate(MIXED_ROWS):
+            expected = evaluate_rule(rule, row)
+            assert verdicts.passed[j][i] == expected.passed, (rule.id, row)
+            assert verdicts.actual[rule.field][i] == expected.actual, (rule.id, row)
+    # Spot checks that the agreement is about the documented semantics, not a shared bug.
+    by_id = {r.id: verdicts.passed[j] for j, r in enumerate(policy.rules)}
+    assert by_id["in-num"][:3] == [True, False, False]  # 1920.0 is in [1920, 1280]
+    assert by_id["not-in"][2:4] == [True, True]  # null and missing pass not_in
+    assert by_id["a-min"][4] is False  # the string "1080" is not a number
+    assert by_id["a.max"][4] is False  # nor is a boolean
+    assert by_id["a.max"][5] is False  # a NaN in the catalog fails a bound
+
+
+def test_evaluate_rows_gives_one_checks_row_per_row_and_rule_in_order() -> None:
+    policy = load_policy(MIXED_POLICY)
+    rows = [
+        {**row, "partition_key": f"pk{i}", "object_key": f"k{i}.mp4", "etag": f"e{i}"}
+        for i, row in enumerate(MIXED_ROWS)
+    ]
+    check_rows, outcomes = evaluate_rows(policy.rules, rows)
+    expected_rows = []
+    for row in rows:
+        for rule in policy.rules:
+            result = evaluate_rule(rule, row)
+            expected_rows.append(
+                {
+                    "partition_key": row["partition_key"],
+                    "object_key": row["object_key"],
+                    "etag": row["etag"],
+                    "rule_id": rule.id,
+                    "field": rule.field,
+                    "severity": rule.severity,
+                    "passed": result.passed,
+                    "actual": result.actual,
+                    "expected": result.expected,
+                }
+            )
+    assert check_rows == expected_rows
+    for outcome in outcomes:
+        failing = [r for r in rows if not evaluate_rule(outcome.rule, r).passed]
+        assert outcome.evaluated == len(rows)
+        assert outcome.failing_partitions == [r["partition_key"] for r in failing]
+        assert outcome.failing_keys == [r["object_key"] for r in failing]
+    assert evaluate_rows(policy.rules, []) == ([], [type(outcomes[0])(r) for r in policy.rules])
+
+
+def test_rules_pickle_and_compare_by_their_fields() -> None:
+    # A rule carries its compiled test (a lambda, which pickle refuses on its own).
+    (rule,) = load_policy(
+        one_rule("id: max-duration\nfield: duration_s\nmax: 3600\nseverity: error")
+    ).rules
+    again = pickle.loads(pickle.dumps(rule))
+    assert again == rule
+    assert (again.passes(3600), again.passes(3600.5), again.passes(None)) == (True, False, False)

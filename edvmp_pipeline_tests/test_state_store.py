@@ -94,7 +94,9 @@ def test_claim_transitions_are_conditional(tmp_path: Path) -> None:
         SUCCEEDED, 1, "stem", True,
     )  # fmt: skip
     assert (b.status, b.error_class, b.error) == (FAILED, "throttled", "slow")
-    # SUCCEEDED is not claimed again unless forced; FAILED is.
+    # SUCCEEDED is not claimed again unless forced; FAILED is, unless the claimer says it
+    # only takes what it saw PENDING (a racing ingest failed it meanwhile).
+    assert store.claim(["a", "b"], "run3", retry_failed=False) == {}
     assert set(store.claim(["a", "b"], "run3")) == {"b"}
     assert set(store.claim(["a"], "run4", force=True)) == {"a"}
     again = store.get("a")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from edvmp_pipeline.adapters.object_store import open_range_reader
 from edvmp_pipeline.domain.errors import ConfigError, PipelineError, ProbeTimeout
 from edvmp_pipeline.domain.probe_normalise import (
     classify_probe_failure,
@@ -81,11 +82,14 @@ class FfprobeProber(dg.ConfigurableResource):
         """Probe ``target`` (a local path or an http(s) URL) and return its VideoRecord.
 
         ``size_bytes`` is the object's size from the store and ``leading_bytes`` its first
-        bytes (read here for local files when not given). Raises :class:`MediaRejected`
-        for unusable media, :class:`ProbeTimeout` when ffprobe overruns ``timeout_s``,
-        :class:`ConfigError` when ffprobe cannot be run, and the store errors
-        (:class:`ObjectMissing`, :class:`AccessDenied`, :class:`StoreUnreachable`) that
-        ffprobe reports while reading.
+        bytes (read here for local files when not given). The container structure is
+        checked against ``size_bytes`` with a few small range reads of the same target, so
+        a file cut after its index (which ffprobe reads "fine") is rejected too.
+
+        Raises :class:`MediaRejected` for unusable media, :class:`ProbeTimeout` when ffprobe
+        overruns ``timeout_s``, :class:`ConfigError` when ffprobe cannot be run, and the
+        store errors (:class:`ObjectMissing`, :class:`AccessDenied`,
+        :class:`StoreUnreachable`) that ffprobe or the range reads meet while reading.
         """
         if size_bytes == 0:
             # Nothing to probe; ffprobe would only say "Invalid data" (or HTTP 416).
@@ -119,9 +123,15 @@ class FfprobeProber(dg.ConfigurableResource):
             transport = classify_transport_failure(stderr)
             if transport is not None:
                 raise transport
-            raise classify_probe_failure(stderr, size_bytes=size_bytes, leading_bytes=leading_bytes)
+            with open_range_reader(target, timeout_s=self.rw_timeout_s) as read:
+                raise classify_probe_failure(
+                    stderr, size_bytes=size_bytes, leading_bytes=leading_bytes, read=read
+                )
         try:
             probe = json.loads(done.stdout.decode("utf-8", errors="replace"))
         except json.JSONDecodeError as exc:
             raise PipelineError(f"ffprobe printed invalid JSON: {exc}") from None
-        return normalise_probe(probe, size_bytes=size_bytes, leading_bytes=leading_bytes)
+        with open_range_reader(target, timeout_s=self.rw_timeout_s) as read:
+            return normalise_probe(
+                probe, size_bytes=size_bytes, leading_bytes=leading_bytes, read=read
+            )

@@ -88,7 +88,10 @@ def append_rows(
     if not rows:
         return None
     folder = ensure_table(root, table, schema)
-    data = pa.Table.from_pylist([{f: r.get(f) for f in schema.names} for r in rows], schema)
+    # Column by column: a million check rows build in a fraction of from_pylist's time.
+    data = pa.Table.from_arrays(
+        [pa.array([r.get(f.name) for r in rows], type=f.type) for f in schema], schema=schema
+    )
     return write_atomically(data, folder / f"{stem or new_stem()}.parquet")
 
 

@@ -161,7 +161,12 @@ class StateStore(Protocol):
     def statuses(self, partition_keys: Sequence[str]) -> dict[str, str]: ...
 
     def claim(
-        self, partition_keys: Sequence[str], run_id: str, *, force: bool = False
+        self,
+        partition_keys: Sequence[str],
+        run_id: str,
+        *,
+        force: bool = False,
+        retry_failed: bool = True,
     ) -> dict[str, JobState]: ...
 
     def mark_probed(
@@ -474,11 +479,18 @@ class SqliteStateStore:
             return {row[0]: row[1] for row in _rows_for_keys(con, sql, partition_keys)}
 
     def claim(
-        self, partition_keys: Sequence[str], run_id: str, *, force: bool = False
+        self,
+        partition_keys: Sequence[str],
+        run_id: str,
+        *,
+        force: bool = False,
+        retry_failed: bool = True,
     ) -> dict[str, JobState]:
         """Move the claimable versions to RUNNING for ``run_id``; returns what was claimed.
 
-        Claimable: PENDING or FAILED, already held by this run, RUNNING under a process of
+        Claimable: PENDING, FAILED (unless not ``retry_failed``: an ingest that saw the version
+        PENDING must not redo it when a racing ingest failed it meanwhile), already held by
+        this run, RUNNING under a process of
         this host that is gone (killed, out of memory), or SUCCEEDED when ``force``. A version
         RUNNING under a live claimant is left alone, so two ingests or a sensor run and an
         ingest racing on one version process it once.
@@ -498,7 +510,11 @@ class SqliteStateStore:
                 takeable = []
                 for row in rows:
                     status, holder = row["status"], row["claimed_by"] or ""
-                    if status in (PENDING, FAILED) or (force and status == SUCCEEDED):
+                    if (
+                        status == PENDING
+                        or (status == FAILED and retry_failed)
+                        or (force and status == SUCCEEDED)
+                    ):
                         takeable.append(row["partition_key"])
                     elif status == RUNNING:
                         holder_host, _, pid = holder.rpartition(":")
@@ -584,39 +600,59 @@ class SqliteStateStore:
     ) -> None:
         """Replace the verdicts of ``rule_ids`` for the ``checked`` versions: the versions in
         ``failing[rule_id]`` fail that rule now, the other checked ones pass it."""
+        keys = list(dict.fromkeys(checked))
+        rules = list(dict.fromkeys(rule_ids))
+        # Half a chunk of each: both IN lists together stay within _CHUNK parameters. One
+        # DELETE per (versions, rules) block instead of one per rule and versions chunk: a
+        # policy of hundreds of rules was hundreds of statements per chunk.
+        half = _CHUNK // 2
         with self._write() as con:
-            for rule_id in rule_ids:
-                for chunk in _chunks(list(dict.fromkeys(checked))):
+            for k in range(0, len(keys), half):
+                key_chunk = keys[k : k + half]
+                for r in range(0, len(rules), half):
+                    rule_chunk = rules[r : r + half]
                     con.execute(
-                        f"DELETE FROM violations WHERE rule_id = ? "
-                        f"AND partition_key IN ({_marks(len(chunk))})",
-                        [rule_id, *chunk],
+                        f"DELETE FROM violations WHERE rule_id IN ({_marks(len(rule_chunk))}) "
+                        f"AND partition_key IN ({_marks(len(key_chunk))})",
+                        [*rule_chunk, *key_chunk],
                     )
-                con.executemany(
-                    "INSERT OR IGNORE INTO violations (rule_id, partition_key) VALUES (?, ?)",
-                    [(rule_id, pk) for pk in failing.get(rule_id, ())],
-                )
+            con.executemany(
+                "INSERT OR IGNORE INTO violations (rule_id, partition_key) VALUES (?, ?)",
+                [(rule_id, pk) for rule_id in rules for pk in failing.get(rule_id, ())],
+            )
 
     def violation_counts(
         self, rule_ids: Sequence[str], *, sample: int = 100
     ) -> dict[str, tuple[int, list[str]]]:
         """Per rule: how many catalogued versions fail it now, and up to ``sample`` of their
         object keys (index reads: the cost is the number of violations, not the catalog)."""
-        out: dict[str, tuple[int, list[str]]] = {}
+        rules = list(dict.fromkeys(rule_ids))
+        counts: dict[str, int] = {}
         with self._read() as con:
-            for rule_id in rule_ids:
-                (count,) = con.execute(
-                    "SELECT count(*) FROM violations WHERE rule_id = ?", [rule_id]
-                ).fetchone()
-                keys = [
-                    row[0]
-                    for row in con.execute(
-                        "SELECT v.object_key FROM violations x JOIN versions v "
-                        "ON v.partition_key = x.partition_key WHERE x.rule_id = ? "
-                        "ORDER BY v.object_key LIMIT ?",
-                        [rule_id, sample],
-                    )
-                ]
+            # One grouped count per chunk of rules; then a sample only for the rules that
+            # have violations (most rules of a policy most of the time have none).
+            for chunk in _chunks(rules):
+                counts.update(
+                    con.execute(
+                        f"SELECT rule_id, count(*) FROM violations "
+                        f"WHERE rule_id IN ({_marks(len(chunk))}) GROUP BY rule_id",
+                        list(chunk),
+                    ).fetchall()
+                )
+            out: dict[str, tuple[int, list[str]]] = {}
+            for rule_id in rules:
+                count = counts.get(rule_id, 0)
+                keys = []
+                if count:
+                    keys = [
+                        row[0]
+                        for row in con.execute(
+                            "SELECT v.object_key FROM violations x JOIN versions v "
+                            "ON v.partition_key = x.partition_key WHERE x.rule_id = ? "
+                            "ORDER BY v.object_key LIMIT ?",
+                            [rule_id, sample],
+                        )
+                    ]
                 out[rule_id] = (count, keys)
         return out
 

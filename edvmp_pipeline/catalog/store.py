@@ -4,13 +4,14 @@ that people query.
 
 Every read and write of the catalog goes through :class:`Catalog`; callers get dataclasses
 or rows of named queries, never a connection to run their own SQL on (``edvmp query`` is the
-one place where a person's SQL runs, on the views).
+one place where a person's SQL runs, on the views, through :meth:`Catalog.read_only_query`).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import fields
@@ -25,6 +26,7 @@ import pyarrow.parquet as pq
 from edvmp_pipeline.catalog import schemas
 from edvmp_pipeline.catalog.compaction import maybe_compact
 from edvmp_pipeline.catalog.parquet_files import append_rows, data_files, ensure_table, new_stem
+from edvmp_pipeline.catalog.read_only_sql import require_read_only
 from edvmp_pipeline.catalog.state_store import (
     FAILED,
     INCIDENT_COLUMNS,
@@ -82,6 +84,24 @@ def retry_on_vanished_file(fn: Callable[[], T], *, attempts: int = 5) -> T:
                 raise
             time.sleep(0.01 * (attempt + 1))
     raise AssertionError("unreachable")
+
+
+def _lock_down(con: duckdb.DuckDBPyConnection, readable: Sequence[Path], spill: Path) -> None:
+    """Confine a connection whose views are set up to reading ``readable`` folders.
+
+    After this the connection cannot open any other file or URL (``read_csv('/etc/passwd')``,
+    ``glob``, ``ATTACH``, ``COPY`` outside, extensions, Python replacement scans), and no
+    setting can be changed again, so a statement cannot undo it. What it still allows, a
+    write *inside* the folders (``COPY`` or ``EXPLAIN ANALYZE COPY``), the statement
+    classifier refuses.
+    """
+    # DuckDB allows its temp directory implicitly: point it at a private folder, not the
+    # default ``./.tmp`` of whatever directory the user runs edvmp from.
+    con.execute("SET temp_directory = ?", [str(spill)])
+    # A trailing separator: DuckDB matches these as prefixes ("videos" would allow "videos2").
+    con.execute("SET allowed_directories = ?", [[f"{p}/" for p in readable]])
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
 
 
 def _arrow(rows: Iterable[list[tuple]], names: Sequence[str], times: frozenset[str]) -> pa.Table:
@@ -200,6 +220,34 @@ class Catalog:
                 return [d[0] for d in cur.description], cur.fetchall()
             finally:
                 con.close()
+
+        return retry_on_vanished_file(run)
+
+    def read_only_query(self, sql: str) -> tuple[list[str], list[tuple]]:
+        """Run a person's SQL (``edvmp query``) on the views, unable to change or read
+        anything else; returns (column names, rows).
+
+        Raises ``ConfigError`` for anything but one SELECT or EXPLAIN
+        [ANALYZE] of one, and ``duckdb.PermissionException`` when the statement reaches for a
+        file or URL outside the catalog's result tables.
+        """
+        require_read_only(sql)
+        # Only the result tables' folders: the views read nothing else from disk (the state
+        # views are Arrow tables already in memory), so neither state.sqlite nor any host
+        # file is readable.
+        readable = [self.root / table for table in schemas.TABLES]
+
+        def run() -> tuple[list[str], list[tuple]]:
+            with tempfile.TemporaryDirectory(prefix="edvmp-query-") as spill:
+                con = self.connect(sql)
+                try:
+                    _lock_down(con, readable, Path(spill))
+                    cur = con.execute(sql)
+                    if cur.description is None:
+                        return [], []
+                    return [d[0] for d in cur.description], cur.fetchall()
+                finally:
+                    con.close()
 
         return retry_on_vanished_file(run)
 

@@ -63,13 +63,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        # Inside the try: a reader that closed the pipe shows up when the buffer is flushed.
+        sys.stdout.flush()
+        return code
     except PipelineError as exc:
-        print(f"edvmp: error: {exc.reason}", file=sys.stderr)
+        from edvmp_pipeline.cli.output import terminal_safe
+
+        # Reasons quote object keys and tool output: no raw control or bidi characters.
+        print(f"edvmp: error: {terminal_safe(exc.reason)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("edvmp: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _closed_pipe()
     except Exception as exc:
         if os.environ.get("EDVMP_DEBUG"):
             raise
@@ -79,6 +87,15 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 3
+
+
+def _closed_pipe() -> int:
+    """The reader of stdout went away (``edvmp ingest … | head -3``): stop quietly, as a
+    shell tool does, with the status of a SIGPIPE death."""
+    # Point stdout at /dev/null so that flushing it at exit does not raise a second time.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141
 
 
 if __name__ == "__main__":

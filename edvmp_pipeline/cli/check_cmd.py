@@ -7,7 +7,6 @@ tried on the whole library before it is deployed (``EDVMP_POLICY``).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -58,24 +57,26 @@ def violations(policy: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def run(args: argparse.Namespace) -> int:
     """Print the violations; 1 if any has severity error, else 0."""
-    from edvmp_pipeline.catalog.store import Catalog
-    from edvmp_pipeline.cli.output import render
+    from edvmp_pipeline.catalog.opening import open_catalog
+    from edvmp_pipeline.cli.output import json_text, render, terminal_safe
     from edvmp_pipeline.domain.policy import configured_policy, load_policy
-    from edvmp_pipeline.settings import catalog_root
 
     # A malformed policy raises PolicyError (a PipelineError): exit 2 with its message.
     policy = load_policy(args.policy) if args.policy else configured_policy()
-    rows = Catalog(catalog_root()).video_table()
+    rows = open_catalog(create=False).video_table()
     found = violations(policy, rows)
     if args.format == "json":
-        print(json.dumps(found, indent=2, ensure_ascii=False))
+        print(json_text(found))
     else:
+        # The table escapes object keys (and tag values in `actual`) itself.
         print(render(COLUMNS, [[v[c] for c in COLUMNS] for v in found], "table"))
     errors = sum(1 for v in found if v["severity"] == "error")
     print(
-        f"{len(rows)} versions checked against {len(policy.rules)} rules "
-        f"({policy.source or 'packaged policy'}): {errors} error and "
-        f"{len(found) - errors} warning violations",
+        terminal_safe(
+            f"{len(rows)} versions checked against {len(policy.rules)} rules "
+            f"({policy.source or 'packaged policy'}): {errors} error and "
+            f"{len(found) - errors} warning violations"
+        ),
         file=sys.stderr,
     )
     return 1 if errors else 0

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 
-from edvmp_pipeline.catalog.store import Catalog
-from edvmp_pipeline.cli.output import _jsonable, render
-from edvmp_pipeline.settings import catalog_root
+from edvmp_pipeline.catalog.opening import open_catalog
+from edvmp_pipeline.cli.output import _jsonable, json_text, render, terminal_safe
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,7 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the incidents (or their summary)."""
-    catalog = Catalog(catalog_root())
+    catalog = open_catalog(create=False)
     if args.view == "summary":
         columns, rows = catalog.incident_summary(open_only=args.open, failure_class=args.cls)
         if not args.json:
@@ -34,10 +32,14 @@ def run(args: argparse.Namespace) -> int:
             print(render(short, [[r[i] for i in idx] for r in rows]))
             for r in rows:
                 rec = dict(zip(columns, r, strict=True))
-                print(f"\n[{rec['class']}] {rec['example']}")
-                print(f"  affected: {', '.join(rec['affected'])}")
-                print(f"  runbook:  {rec['runbook']}")
-                print(f"  redrive:  edvmp redrive --fingerprint {rec['fingerprint']}")
+                # Object keys and messages come from uploads: escaped, per value, so that a
+                # name cannot end its line and fake the next one either.
+                safe = {k: terminal_safe(str(v)) for k, v in rec.items() if k != "affected"}
+                affected = ", ".join(terminal_safe(k) for k in rec["affected"])
+                print(f"\n[{safe['class']}] {safe['example']}")
+                print(f"  affected: {affected}")
+                print(f"  runbook:  {safe['runbook']}")
+                print(f"  redrive:  edvmp redrive --fingerprint {safe['fingerprint']}")
             return 0
     else:
         columns, rows = catalog.incident_list(open_only=args.open, failure_class=args.cls)
@@ -55,5 +57,5 @@ def run(args: argparse.Namespace) -> int:
             print(render(short, [[r[i] for i in idx] for r in rows]))
             return 0
     objs = [{c: _jsonable(v) for c, v in zip(columns, r, strict=True)} for r in rows]
-    print(json.dumps(objs, indent=2, ensure_ascii=False, default=str))
+    print(json_text(objs))
     return 0

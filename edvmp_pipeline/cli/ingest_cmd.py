@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from edvmp_pipeline.services.ingest import IngestReport
 
+from edvmp_pipeline.cli.output import terminal_safe
 from edvmp_pipeline.settings import DEFAULT_BATCH_SIZE
 
 # Heavy modules (the ingest module loads Dagster, ~1 s) are imported inside run(), so other
@@ -40,12 +42,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _print_report(report: IngestReport) -> None:
     out = sys.stdout
     failed = report.failed
-    print(f"source: {report.source}", file=out)
+    print(f"source: {terminal_safe(report.source)}", file=out)
     print(
         f"listed {report.listed}: new {len(report.new)}, already catalogued (skipped) "
         f"{len(report.skipped)}, known failures {len(report.known_failures)}",
         file=out,
     )
+    if report.skipped_entries:
+        reasons = Counter(e.reason for e in report.skipped_entries)
+        summary = ", ".join(f"{n} {reason}" for reason, n in reasons.items())
+        print(f"skipped: {len(report.skipped_entries)} ({summary})", file=out)
+        for entry in report.skipped_entries:
+            print(f"  {terminal_safe(entry.key)}: {terminal_safe(entry.describe())}", file=out)
+        if report.incomplete:
+            # The exit status is 1 although no version failed: say why.
+            print(
+                f"incomplete: {len(report.incomplete)} entries could not be listed; "
+                "objects in them are not catalogued",
+                file=out,
+            )
     if not report.processed:
         print("nothing new to process", file=out)
     else:
@@ -65,7 +80,10 @@ def _print_report(report: IngestReport) -> None:
                 version = report.versions[pk]
                 reason = state.error if state and state.error else "no result recorded"
                 cls = state.error_class if state and state.error_class else "unknown"
-                print(f"  {version.object_key}: [{cls}] {reason}", file=out)
+                # Keys and ffprobe's messages (which quote the path) come from uploads: a raw
+                # ESC or CR in one could erase this very line.
+                line = f"  {terminal_safe(version.object_key)}: [{terminal_safe(cls)}] "
+                print(line + terminal_safe(reason), file=out)
     if report.run_ids:
         print(f"dagster runs: {', '.join(report.run_ids)}", file=out)
     if failed or report.known_failures:
@@ -73,7 +91,8 @@ def _print_report(report: IngestReport) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the ingest and print its summary; 0 all good, 1 any failure."""
+    """Run the ingest and print its summary; 0 all good, 1 any failure (a failed version or
+    a subfolder that could not be listed)."""
     from tqdm import tqdm
 
     from edvmp_pipeline.services.ingest import ingest

@@ -6,10 +6,9 @@ import argparse
 
 import duckdb
 
-from edvmp_pipeline.catalog.store import Catalog, retry_on_vanished_file
-from edvmp_pipeline.cli.output import render
+from edvmp_pipeline.catalog.opening import open_catalog
+from edvmp_pipeline.cli.output import render, terminal_safe
 from edvmp_pipeline.domain.errors import ConfigError
-from edvmp_pipeline.settings import catalog_root
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -19,7 +18,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="run read-only SQL on the catalog views",
         description="Views: videos, videos_latest, streams, summaries, checks, jobs, objects, "
         "incidents. Join on partition_key, e.g. SELECT "
-        "v.object_key, s.summary FROM videos v JOIN summaries s USING (partition_key).",
+        "v.object_key, s.summary FROM videos v JOIN summaries s USING (partition_key). "
+        "Read-only: one SELECT (or EXPLAIN [ANALYZE] of one) runs, and it can read only the "
+        "catalog's tables (no other files, URLs, extensions or settings).",
     )
     p.add_argument("sql", help='e.g. "SELECT object_key, duration_s FROM videos"')
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
@@ -27,29 +28,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the statement and print the rows."""
-    catalog = Catalog(catalog_root())
-
-    def execute() -> tuple[list[str], list[tuple]]:
-        con = catalog.connect(args.sql)
-        try:
-            statements = con.extract_statements(args.sql)
-            if len(statements) != 1:
-                raise ConfigError(f"give exactly one SQL statement (got {len(statements)})")
-            # Read-only: the views sit over the system of record, and COPY/ATTACH could write.
-            kind = statements[0].type
-            if kind not in (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN):
-                raise ConfigError(f"edvmp query is read-only: {kind.name} statements are refused")
-            cur = con.execute(args.sql)
-            if cur.description is None:
-                raise ConfigError("query returned no result set (only SELECT-like statements)")
-            return [d[0] for d in cur.description], cur.fetchall()
-        finally:
-            con.close()
-
+    """Run the statement read-only (see ``Catalog.read_only_query``) and print the rows."""
+    catalog = open_catalog(create=False)
     try:
-        columns, rows = retry_on_vanished_file(execute)
+        columns, rows = catalog.read_only_query(args.sql)
+    except duckdb.PermissionException as exc:
+        # The sandbox refused a file or URL: say so, not just "query failed".
+        detail = str(exc).splitlines()[0].removeprefix("Permission Error: ")
+        raise ConfigError(
+            terminal_safe(f"edvmp query reads only the catalog's tables: refused: {detail}")
+        ) from None
     except duckdb.Error as exc:
-        raise ConfigError(f"query failed: {str(exc).splitlines()[0]}") from None
+        # The message quotes the user's SQL, which may hold control characters.
+        raise ConfigError(terminal_safe(f"query failed: {str(exc).splitlines()[0]}")) from None
+    if not columns:
+        raise ConfigError("query returned no result set (only SELECT-like statements)")
+    if args.format == "table" and columns == ["explain_key", "explain_value"]:
+        # A plan is a drawing over many lines: print it as one, each line escaped (a table
+        # cell would show its newlines as \n).
+        plans = (str(plan) for _, plan in rows)
+        print("\n".join(terminal_safe(line) for plan in plans for line in plan.splitlines()))
+        return 0
     print(render(columns, rows, args.format))
     return 0

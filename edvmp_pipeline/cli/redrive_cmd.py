@@ -21,6 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Re-run and report; 0 when every redriven version succeeded, 1 otherwise."""
+    from edvmp_pipeline.cli.output import terminal_safe
     from edvmp_pipeline.services.redrive import redrive
 
     chosen = [x for x in (args.incident, args.cls, args.fingerprint) if x]
@@ -33,14 +34,14 @@ def run(args: argparse.Namespace) -> int:
         what = args.incident or (
             f"class {args.cls}" if args.cls else f"fingerprint {args.fingerprint}"
         )
-        print(f"no open incident matches {what}", file=sys.stderr)
+        print(f"no open incident matches {terminal_safe(what)}", file=sys.stderr)
         return 1
     print(
         f"redrove {len(outcome.incidents)} incidents ({len(outcome.partition_keys)} versions): "
         f"succeeded {len(outcome.succeeded)}, failed {len(outcome.failed)}"
     )
     for pk, cls, error in outcome.failed:
-        print(f"  {outcome.object_keys.get(pk, pk)}: [{cls}] {error}")
+        print(terminal_safe(f"  {outcome.object_keys.get(pk, pk)}: [{cls}] {error}"))
     if outcome.run_ids:
         print(f"dagster runs: {', '.join(outcome.run_ids)}")
     return 0 if not outcome.failed else 1

@@ -12,7 +12,6 @@ incident.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -92,7 +91,10 @@ class _Sources:
         return self._instance
 
     def job(self, job: str) -> JobState | None:
-        return self.catalog.job(job)
+        # Never create a catalog to look into it (--wait may start before the first upload).
+        from edvmp_pipeline.catalog.opening import catalog_exists
+
+        return self.catalog.job(job) if catalog_exists(self.catalog.root) else None
 
     def run_status(self, run_id: str | None) -> str | None:
         """The Dagster status of the run named by the job (shown, and waited for by --wait,
@@ -239,7 +241,11 @@ def _print_human(report: Report) -> None:
             )
         else:
             lines.append("incident:   none recorded yet")
-    print("\n".join(lines))
+    from edvmp_pipeline.cli.output import terminal_safe
+
+    # Per line, after formatting: every value in them (key, ETag, error, summary, codec
+    # names from the file) may come from an upload, and the labels hold no control chars.
+    print("\n".join(terminal_safe(line) for line in lines))
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -308,6 +314,18 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.timeout <= 0:
         raise ConfigError("--timeout must be greater than 0")
+    if not args.wait:
+        from edvmp_pipeline.catalog.opening import catalog_exists
+        from edvmp_pipeline.settings import catalog_root, edvmp_home
+
+        root = catalog_root()
+        if not catalog_exists(root):
+            # Say where it looked: a typo in EDVMP_HOME reads the same as a fresh upload.
+            raise ConfigError(
+                f"unknown job: {job} (no catalog at {root} yet, EDVMP_HOME={edvmp_home()}; "
+                "a fresh upload appears within seconds once the object sensor sees it: try "
+                "--wait)"
+            )
     sources = _Sources()
     timed_out = False
     if args.wait:
@@ -320,7 +338,9 @@ def run(args: argparse.Namespace) -> int:
             "appears within seconds once the object sensor sees it: try --wait)"
         )
     if args.json:
-        print(json.dumps(_jsonable(asdict(report)), indent=2, ensure_ascii=False, default=str))
+        from edvmp_pipeline.cli.output import json_text
+
+        print(json_text(_jsonable(asdict(report))))
     elif report.state is not None:
         _print_human(report)
     if timed_out:

@@ -31,8 +31,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("file", help="the video file to upload")
     p.add_argument(
         "--key",
-        help="object key in the bucket (default: the file's name); not empty, no leading '/', "
-        "at most 1024 bytes of UTF-8, no control characters",
+        help="object key in the bucket (default: the file's name); not empty, at most 1024 "
+        "bytes of UTF-8, no control characters, no leading or trailing '/', no empty ('a//b'), "
+        "'.' or '..' segments (servers would store another key than the job id names)",
     )
     p.add_argument(
         "--content-type",
@@ -127,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"not a regular file: {path}")
     if not os.access(path, os.R_OK):
         raise ConfigError(f"cannot read {path}: permission denied")
+    # Before any client is built: a refused key must not depend on the endpoint being up.
     key = validate_object_key(args.key if args.key is not None else path.name)
     bucket = os.environ.get("EDVMP_BUCKET") or "uploads"
     endpoint = os.environ.get("EDVMP_S3_ENDPOINT_URL") or None

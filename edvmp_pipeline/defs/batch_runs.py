@@ -16,6 +16,7 @@ from edvmp_pipeline.services.progress import ProgressReporter
 from edvmp_pipeline.settings import catalog_root
 
 ADD_PARTITIONS_BATCH = 1000
+PARTITION_PAGE = 1000
 
 
 def add_partitions(instance: dg.DagsterInstance, keys: Sequence[str]) -> None:
@@ -39,6 +40,8 @@ def run_batches(
     batch_size: int,
     workers: int,
     force: bool = False,
+    retry_failed: bool = True,
+    interrupted: Sequence[str] = (),
     trigger: str = "edvmp-ingest",
     extra_tags: dict[str, str] | None = None,
     on_done: Callable[[str, bool], None] | None = None,
@@ -56,9 +59,7 @@ def run_batches(
     from edvmp_pipeline.defs.jobs import INGEST_JOB
     from edvmp_pipeline.defs.video_pipeline import STEP
 
-    batches = contiguous_batches(
-        instance.get_dynamic_partitions(videos_partitions.name), set(keys), batch_size
-    )
+    batches = contiguous_batches(list_tail(instance, set(keys)), set(keys), batch_size)
     job = defs.resolve_job_def(INGEST_JOB)
     run_ids = []
     for batch in batches:
@@ -69,7 +70,17 @@ def run_batches(
         )
         result = job.execute_in_process(
             run_config={
-                "ops": {STEP: {"config": {"only": batch, "force": force, "workers": workers}}},
+                "ops": {
+                    STEP: {
+                        "config": {
+                            "only": batch,
+                            "force": force,
+                            "retry_failed": retry_failed,
+                            "interrupted": [k for k in batch if k in set(interrupted)],
+                            "workers": workers,
+                        }
+                    }
+                },
                 "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
             },
             instance=instance,
@@ -91,6 +102,30 @@ def run_batches(
             if run is not None:
                 record_run_failure(instance, run, Catalog(catalog_root()))
     return run_ids
+
+
+def list_tail(instance: dg.DagsterInstance, wanted: set[str]) -> list[str]:
+    """The end of the dynamic partition list, from the oldest of ``wanted`` on, in order.
+
+    Read newest first, a page at a time, until every wanted key is seen: new versions are
+    appended at the end, so an ingest of new uploads reads about as many keys as it
+    processes, not the whole history of the library.
+    """
+    missing = set(wanted)
+    tail: list[str] = []
+    cursor = None
+    while missing:
+        page = instance.get_paginated_dynamic_partitions(
+            videos_partitions.name, limit=PARTITION_PAGE, ascending=False, cursor=cursor
+        )
+        tail.extend(page.results)
+        missing.difference_update(page.results)
+        if not page.has_more:
+            break
+        cursor = page.cursor
+    tail.reverse()
+    first = next((i for i, key in enumerate(tail) if key in wanted), len(tail))
+    return tail[first:]
 
 
 def contiguous_batches(
@@ -117,5 +152,5 @@ def contiguous_batches(
 def partition_range(instance: dg.DagsterInstance, keys: Sequence[str]) -> str | None:
     """``FIRST...LAST``: the smallest range of the partition list covering ``keys``."""
     wanted = set(keys)
-    ordered = [k for k in instance.get_dynamic_partitions(videos_partitions.name) if k in wanted]
+    ordered = [k for k in list_tail(instance, wanted) if k in wanted]
     return f"{ordered[0]}...{ordered[-1]}" if ordered else None

@@ -62,6 +62,11 @@ class VideoRunConfig(dg.Config):
     """Restrict the run to these partition keys of its range (``edvmp ingest`` uses it)."""
     force: bool = False
     """Probe (and summarise) again versions the catalog already has as SUCCEEDED."""
+    retry_failed: bool = True
+    """Process versions that are FAILED (a redrive, a backfill); ``edvmp ingest`` turns it
+    off unless ``--retry-failed``, so racing ingests never redo each other's failures."""
+    interrupted: list[str] = Field(default_factory=list)
+    """FAILED versions to process even with ``retry_failed`` off (their run was killed)."""
     workers: int = 0
     """Parallel ffprobe processes; 0 means one per core."""
     summary_workers: int = 0
@@ -99,7 +104,8 @@ def _reused_materializations(
 
 def build_video_assets(policy: Policy, summarizer: SummarizerResource) -> dg.AssetsDefinition:
     """The pipeline's assets and checks for ``policy`` and the configured summarizer."""
-    rules = {rule.id: rule for rule in policy.rules}
+    # Keyed by Dagster check name: the step maps its selected check keys back to rules.
+    rules = {rule.check_name: rule for rule in policy.rules}
     kind = summarizer_kind(summarizer)
 
     # BackfillPolicy is a beta API in Dagster 1.13 and warns once per use; single-run
@@ -170,6 +176,8 @@ def _run(
             run_id=run_id,
             workers=config.workers or probe_workers_default(),
             force=config.force,
+            retry_failed=config.retry_failed,
+            interrupted=config.interrupted,
             progress=progress,
             retry=RetrySettings(
                 attempts=max(1, config.retry_attempts), base_delay_s=config.retry_base_delay_s

@@ -227,8 +227,16 @@ _UNREACHABLE = (
     r"\b5xx\b",
     r"\((?:500|502|504)\)",
     r"\bInternalError\b",
+    r"\bInternalServerError\b",
     r"\bInternalServerException\b",
-    r"\bServiceUnavailableException\b",
+    # S3's 503 ServiceUnavailable is an outage like 500/502/504 (its SlowDown is throttling):
+    # the S3 adapter raises store_unreachable for it, and both must say the same.
+    r"\bServiceUnavailable(?:Exception)?\b",
+    r"\bBadGateway\b",
+    r"\bGatewayTimeout\b",
+    r"\bProtocolError\b",
+    r"\bResponseStreamingError\b",
+    r"\bIncompleteRead(?:Error)?\b",
 )
 
 _THROTTLING = (
@@ -239,7 +247,6 @@ _THROTTLING = (
     r"\bTooManyRequests(?:Exception)?\b",
     r"\bServiceQuotaExceededException\b",
     r"\bProvisionedThroughputExceededException\b",
-    r"\bServiceUnavailable\b",
     r"\bthrottled\b",
     r"reduce your request rate",
     r"Rate exceeded",

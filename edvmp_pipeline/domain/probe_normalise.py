@@ -31,16 +31,30 @@ Thresholds were measured with this host's ffprobe 5.1 (see the tests for the cas
   room for tiny files). Other containers are not checked: MPEG-PS declares 104857200 b/s
   (the "unknown" VBV maximum) for a 0.5 Mb/s stream and FLV declares the encoder's target
   rate, and Matroska/WebM streams carry no ``bit_rate`` at all.
+* container structure: the rate check misses a faststart MP4 cut near its end (97 % gives
+  1.02) and knows nothing of Matroska, whose cut files still probe with their full
+  duration. :mod:`~edvmp_pipeline.domain.container_structure` checks the top-level MP4 boxes
+  and the Matroska Segment size against the object's size: the same walk explains an MP4
+  whose ffprobe failed (moov cut off) and rejects one that probed but is cut short.
 """
 
 from __future__ import annotations
 
 import math
 import re
-import struct
 from fractions import Fraction
 from typing import Any
 
+from edvmp_pipeline.domain.container_structure import (
+    EBML_MAGIC,
+    MP4_OPENING_BOXES,
+    Reader,
+    bytes_reader,
+    ebml_truncation,
+    prefixed_reader,
+    truncation_reason,
+    walk_mp4_boxes,
+)
 from edvmp_pipeline.domain.errors import (
     AccessDenied,
     MediaRejected,
@@ -92,8 +106,6 @@ _CONTAINER_MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\x00\x00\x01\xba", "MPEG-PS header"),
     (b"\x30\x26\xb2\x75", "ASF/WMV header"),
 )
-# Top-level ISO-BMFF boxes that may open an MP4/MOV file (old QuickTime has no ftyp).
-_MP4_OPENING_BOXES = frozenset({b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip"})
 
 _ADDRESS_PREFIX = re.compile(r"^\[[^\]]*@ 0x[0-9a-f]+\]\s*")
 _URL_QUERY = re.compile(r"(https?://[^\s?]+)\?[^\s:]*")
@@ -284,20 +296,24 @@ def _check_truncation(
 
 
 def normalise_probe(
-    probe: dict[str, Any], *, size_bytes: int, leading_bytes: bytes = b""
+    probe: dict[str, Any],
+    *,
+    size_bytes: int,
+    leading_bytes: bytes = b"",
+    read: Reader | None = None,
 ) -> VideoRecord:
     """Normalise ffprobe JSON (``-show_format -show_streams``) into a :class:`VideoRecord`.
 
     ``size_bytes`` is the object's real size (from the store, not from ffprobe);
-    ``leading_bytes`` its first bytes, accepted for symmetry with
-    :func:`classify_probe_failure` (a successful probe does not need them).
+    ``leading_bytes`` its first bytes and ``read(offset, length)`` a way to read a few more
+    anywhere in it: with them the container structure is checked against the size (without
+    ``read``, only as far as the leading bytes show it).
 
     Raises :class:`MediaRejected` when the object is not a usable video: ``empty_object``
     for 0 bytes; ``corrupt_media`` for a bogus probe (score below 25), a video stream
-    without codec or with an absurd frame size, or a truncated MOV/MP4; and
+    without codec or with an absurd frame size, or a truncated MOV/MP4/Matroska/WebM; and
     ``unsupported_media`` for audio-only files and still images.
     """
-    del leading_bytes  # part of the signature so callers pass the same facts to both paths
     if size_bytes == 0:
         raise _empty()
     fmt: dict[str, Any] = probe.get("format") or {}
@@ -345,6 +361,10 @@ def normalise_probe(
             f"expected 1..{MAX_DIMENSION} on each side"
         )
     _check_truncation(format_name, streams, format_duration, size_bytes)
+    # After the rate check: it needs no reads, and names how much media data is missing.
+    cut = truncation_reason(read or bytes_reader(leading_bytes), size_bytes, leading_bytes)
+    if cut is not None:
+        raise _corrupt(cut)
 
     audio = audios[0] if audios else None
     return VideoRecord(
@@ -403,50 +423,44 @@ def _looks_like_text(data: bytes) -> bool:
     return False
 
 
-def _mp4_failure(leading_bytes: bytes, size_bytes: int, detail: str) -> MediaRejected:
-    """ISO-BMFF opening boxes present but ffprobe failed: walk the visible top-level boxes."""
-    pos, seen = 0, []
-    while pos + 8 <= len(leading_bytes):
-        box_size, kind = struct.unpack(">I4s", leading_bytes[pos : pos + 8])
-        name = kind.decode("latin-1")
-        if box_size == 1:
-            if pos + 16 > len(leading_bytes):
-                break
-            box_size = struct.unpack(">Q", leading_bytes[pos + 8 : pos + 16])[0]
-        elif box_size == 0:
+def _mp4_failure(read: Reader, size_bytes: int, detail: str) -> MediaRejected:
+    """ISO-BMFF opening boxes present but ffprobe failed: walk the top-level boxes."""
+    walk = walk_mp4_boxes(read, size_bytes)
+    for box in walk.boxes:
+        if box.open_ended:
             # "Runs to end of file": the writer never went back to fix sizes or add moov.
             return _corrupt(
-                f"corrupt MP4: moov atom not found ('{name}' box is open-ended: the recording "
-                f"was never finalised)"
+                f"corrupt MP4: moov atom not found ('{box.kind}' box is open-ended: the "
+                f"recording was never finalised)"
             )
-        if box_size < 8:
-            break
-        seen.append(name)
-        end = pos + box_size
-        if end > size_bytes:
+        if box.end > size_bytes:
             return _corrupt(
-                f"truncated file: moov atom not found ('{name}' box needs {end:,} bytes, "
-                f"object holds {size_bytes:,})"
+                f"truncated file: moov atom not found ('{box.kind}' box needs {box.end:,} "
+                f"bytes, object holds {size_bytes:,})"
             )
-        if kind == b"moov":
+        if box.kind == "moov":
             return _corrupt(f"corrupt MP4: moov atom present but unreadable ({detail})")
-        pos = end
-    if pos == size_bytes and seen:
+    if walk.complete:
+        seen = ", ".join(box.kind for box in walk.boxes)
         return _corrupt(
-            f"corrupt MP4: moov atom not found (boxes {', '.join(seen)} are complete; the "
-            f"index was never written or was removed)"
+            f"corrupt MP4: moov atom not found (boxes {seen} are complete; the index was "
+            f"never written or was removed)"
         )
     return _corrupt(f"corrupt MP4: moov atom not found ({detail})")
 
 
-def classify_probe_failure(stderr: str, *, size_bytes: int, leading_bytes: bytes) -> MediaRejected:
+def classify_probe_failure(
+    stderr: str, *, size_bytes: int, leading_bytes: bytes, read: Reader | None = None
+) -> MediaRejected:
     """Explain a non-zero ffprobe exit from the object's size and leading bytes.
 
     ffprobe prints the same "moov atom not found … Invalid data found when processing
     input" for an empty file, random bytes, a text file and a cut MP4 when the name ends
-    in ``.mp4``, so the message is only quoted, never used to decide. Returns (does not
-    raise) the :class:`MediaRejected` to raise. Transport errors (HTTP 404, refused
-    connections) are :func:`classify_transport_failure`'s business; call it first.
+    in ``.mp4``, so the message is only quoted, never used to decide. ``read(offset,
+    length)``, when given, lets the MP4 box walk and the Matroska size check look past the
+    leading bytes. Returns (does not raise) the :class:`MediaRejected` to raise. Transport
+    errors (HTTP 404, refused connections) are :func:`classify_transport_failure`'s
+    business; call it first.
     """
     if size_bytes == 0:
         return _empty()
@@ -454,8 +468,13 @@ def classify_probe_failure(stderr: str, *, size_bytes: int, leading_bytes: bytes
     head = leading_bytes
     if not head:
         return _corrupt(f"unrecognised or corrupt data ({detail}; first bytes not available)")
-    if head[4:8] in _MP4_OPENING_BOXES:
-        return _mp4_failure(head, size_bytes, detail)
+    structure = prefixed_reader(head, read or bytes_reader(head))
+    if head[4:8] in MP4_OPENING_BOXES:
+        return _mp4_failure(structure, size_bytes, detail)
+    if head.startswith(EBML_MAGIC):
+        cut = ebml_truncation(structure, size_bytes)
+        if cut is not None:
+            return _corrupt(cut)
     for magic, what in _IMAGE_MAGIC:
         if head.startswith(magic):
             return _unsupported(f"not a video: {what} data ({detail})")

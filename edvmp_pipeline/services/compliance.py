@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edvmp_pipeline.catalog.store import Catalog
-from edvmp_pipeline.domain.policy import Rule, evaluate_rule
+from edvmp_pipeline.domain.policy import Rule, evaluate_batch
 
 
 @dataclass
@@ -51,29 +51,43 @@ def rows_to_check(
 def evaluate_rows(
     rules: Sequence[Rule], rows: Sequence[dict[str, Any]]
 ) -> tuple[list[dict[str, Any]], list[RuleOutcome]]:
-    """Evaluate every rule on every row: ``checks`` rows and one outcome per rule."""
-    outcomes = [RuleOutcome(rule) for rule in rules]
-    check_rows: list[dict[str, Any]] = []
-    for row in rows:
-        for outcome in outcomes:
-            result = evaluate_rule(outcome.rule, row)
-            outcome.evaluated += 1
-            if not result.passed:
-                outcome.failing_partitions.append(row["partition_key"])
-                outcome.failing_keys.append(row["object_key"])
-            check_rows.append(
-                {
-                    "partition_key": row["partition_key"],
-                    "object_key": row["object_key"],
-                    "etag": row["etag"],
-                    "rule_id": result.rule_id,
-                    "field": result.field,
-                    "severity": result.severity,
-                    "passed": result.passed,
-                    "actual": result.actual,
-                    "expected": result.expected,
-                }
+    """Evaluate every rule on every row: ``checks`` rows (row by row, each in policy order)
+    and one outcome per rule.
+
+    The rules run column-wise (:func:`evaluate_batch`); what is left per (row, rule) is the
+    ``checks`` row itself, built from values worked out once per rule and once per row.
+    """
+    verdicts = evaluate_batch(rules, rows)
+    outcomes = []
+    for rule, passed in zip(rules, verdicts.passed, strict=True):
+        failing = [i for i, ok in enumerate(passed) if not ok]
+        outcomes.append(
+            RuleOutcome(
+                rule,
+                evaluated=len(rows),
+                failing_partitions=[rows[i]["partition_key"] for i in failing],
+                failing_keys=[rows[i]["object_key"] for i in failing],
             )
+        )
+    per_rule = [
+        (rule.id, rule.field, rule.severity, rule.expected, passed, verdicts.actual[rule.field])
+        for rule, passed in zip(rules, verdicts.passed, strict=True)
+    ]
+    check_rows = [
+        {
+            "partition_key": row["partition_key"],
+            "object_key": row["object_key"],
+            "etag": row["etag"],
+            "rule_id": rule_id,
+            "field": field_name,
+            "severity": severity,
+            "passed": passed[i],
+            "actual": actual[i],
+            "expected": expected,
+        }
+        for i, row in enumerate(rows)
+        for rule_id, field_name, severity, expected, passed, actual in per_rule
+    ]
     return check_rows, outcomes
 
 

@@ -14,14 +14,16 @@ from edvmp_pipeline.adapters.content_hash import ContentHashCache
 from edvmp_pipeline.adapters.dagster_instance import get_instance
 from edvmp_pipeline.adapters.object_store import (
     ObjectStoreResource,
-    iter_folder,
+    SkippedEntry,
+    list_folder,
     object_store_from_env,
 )
-from edvmp_pipeline.catalog.store import FAILED, SUCCEEDED, Catalog, JobState
+from edvmp_pipeline.catalog.opening import open_catalog
+from edvmp_pipeline.catalog.store import FAILED, SUCCEEDED, JobState
 from edvmp_pipeline.domain.partition_keys import partition_key_for
 from edvmp_pipeline.domain.records import ObjectVersion
 from edvmp_pipeline.domain.source_uri import SourceSpec, parse_source
-from edvmp_pipeline.settings import DEFAULT_BATCH_SIZE, catalog_root, edvmp_home
+from edvmp_pipeline.settings import DEFAULT_BATCH_SIZE, edvmp_home
 
 ADD_PARTITIONS_BATCH = 1000
 
@@ -39,6 +41,10 @@ class IngestReport:
     run_ids: list[str] = field(default_factory=list)
     versions: dict[str, ObjectVersion] = field(default_factory=dict)
     states: dict[str, JobState] = field(default_factory=dict)
+    skipped_entries: list[SkippedEntry] = field(default_factory=list)
+    """Folder entries that are not objects (symlinks out of the folder, loops, FIFOs,
+    folders that could not be listed ...), each with its reason. Not to be confused with
+    ``skipped``, the versions already catalogued."""
 
     @property
     def succeeded(self) -> list[str]:
@@ -53,18 +59,28 @@ class IngestReport:
         return state.status if state else None
 
     @property
+    def incomplete(self) -> list[SkippedEntry]:
+        """Skipped entries that may hide objects: the listing was not the whole source."""
+        return [e for e in self.skipped_entries if e.incomplete]
+
+    @property
     def all_ok(self) -> bool:
-        return not self.failed and not self.known_failures
+        """Every object of the source is catalogued: nothing failed, nothing left unlisted."""
+        return not self.failed and not self.known_failures and not self.incomplete
 
 
-def list_versions(spec: SourceSpec, store: ObjectStoreResource) -> list[ObjectVersion]:
-    """Every object version currently in the source."""
+def list_versions(
+    spec: SourceSpec, store: ObjectStoreResource
+) -> tuple[list[ObjectVersion], list[SkippedEntry]]:
+    """Every object version currently in the source, and the folder entries that are not
+    objects (always none for a bucket)."""
     if spec.kind == "folder":
         assert spec.folder is not None
         with ContentHashCache(edvmp_home() / "content_hashes.sqlite") as cache:
-            return list(iter_folder(spec.folder, cache))
+            listing = list_folder(spec.folder, cache)
+        return listing.versions, listing.skipped
     store.check_bucket(spec)
-    return list(store.iter_s3(spec))
+    return list(store.iter_s3(spec)), []
 
 
 def ingest(
@@ -89,14 +105,19 @@ def ingest(
 
     spec = parse_source(source_text)
     store = object_store_from_env()
-    versions = list_versions(spec, store)
-    report = IngestReport(source=spec.source, listed=len(versions))
+    versions, skipped_entries = list_versions(spec, store)
+    report = IngestReport(source=spec.source, listed=len(versions), skipped_entries=skipped_entries)
     by_key = {partition_key_for(v.source, v.object_key, v.etag): v for v in versions}
     report.versions = by_key
-    catalog = Catalog(catalog_root()).ensure()
+    catalog = open_catalog(create=True)
+    instance = get_instance()
+    # First, so that versions an earlier ingest left RUNNING when it was killed are FAILED
+    # by their dead run, and this pass can tell them from versions that failed on their own.
+    reaped = set(reap_dead_runs(instance, catalog))
     states = catalog.job_states(list(by_key))
 
     todo = []
+    interrupted = []
     for pk in by_key:
         state = states.get(pk)
         if state is None:
@@ -104,6 +125,10 @@ def ingest(
             todo.append(pk)
         elif state.status == SUCCEEDED:
             report.skipped.append(pk)
+        elif state.status == FAILED and state.run_id in reaped and not retry_failed:
+            # Interrupted (its process was killed), not failed: finish it now.
+            interrupted.append(pk)
+            todo.append(pk)
         elif state.status == FAILED and not retry_failed:
             report.known_failures.append(pk)
         else:
@@ -112,8 +137,6 @@ def ingest(
     if on_listed is not None:
         on_listed(len(todo))
 
-    instance = get_instance()
-    reap_dead_runs(instance, catalog)
     catalog.register(((pk, by_key[pk]) for pk in report.new), registered_by="edvmp-ingest")
     add_partitions(instance, todo)
     report.processed = todo
@@ -127,6 +150,8 @@ def ingest(
             source=spec.source,
             batch_size=batch_size,
             workers=workers,
+            retry_failed=retry_failed,
+            interrupted=interrupted,
             on_done=on_done,
         )
     report.states = catalog.job_states(list(by_key))

@@ -103,6 +103,8 @@ def process_batch(
     workers: int,
     only: Sequence[str] = (),
     force: bool = False,
+    retry_failed: bool = True,
+    interrupted: Sequence[str] = (),
     progress: ProgressReporter | None = None,
     retry: RetrySettings | None = None,
     log: Callable[[str], None] | None = None,
@@ -117,7 +119,11 @@ def process_batch(
     outcome = BatchOutcome()
     chosen = set(only)
     wanted = list(dict.fromkeys(pk for pk in partition_keys if not chosen or pk in chosen))
-    claimed = catalog.state.claim(wanted, run_id or "", force=force)
+    claimed = catalog.state.claim(wanted, run_id or "", force=force, retry_failed=retry_failed)
+    if interrupted and not retry_failed:
+        # The caller knows these FAILED versions were interrupted, not failed: take them too.
+        again = set(interrupted)
+        claimed.update(catalog.state.claim([pk for pk in wanted if pk in again], run_id or ""))
     if len(claimed) < len(wanted):
         states = catalog.job_states([pk for pk in wanted if pk not in claimed])
         for pk in wanted:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from edvmp_pipeline.adapters.dagster_instance import get_instance
-from edvmp_pipeline.catalog.store import SUCCEEDED, Catalog
+from edvmp_pipeline.catalog.opening import open_catalog
+from edvmp_pipeline.catalog.store import SUCCEEDED
 from edvmp_pipeline.services.incidents import record_redrives
-from edvmp_pipeline.settings import DEFAULT_BATCH_SIZE, catalog_root
+from edvmp_pipeline.settings import DEFAULT_BATCH_SIZE
 
 
 @dataclass
@@ -32,7 +33,7 @@ def redrive(
     from edvmp_pipeline.defs.batch_runs import add_partitions, run_batches
     from edvmp_pipeline.defs.tags import attempt_tags
 
-    catalog = Catalog(catalog_root()).ensure()
+    catalog = open_catalog(create=True)
     found = catalog.state.open_incidents(
         incident_id=incident_id, failure_class=failure_class, fingerprint=fingerprint
     )

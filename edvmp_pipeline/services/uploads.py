@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import re
-import unicodedata
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,10 +23,29 @@ from typing import Any, BinaryIO
 from xml.etree import ElementTree
 
 from edvmp_pipeline.domain.errors import AccessDenied, ConfigError, PipelineError, StoreUnreachable
+
+# The key rules are domain rules (pure, shared with anything else that names objects);
+# re-exported because this module is where clients of the upload API look for them.
+from edvmp_pipeline.domain.object_keys import (
+    MAX_KEY_BYTES,
+    InvalidObjectKey,
+    validate_object_key,
+)
 from edvmp_pipeline.domain.partition_keys import normalise_etag, partition_key_for
 
-# S3's limit on key length, in UTF-8 bytes.
-MAX_KEY_BYTES = 1024
+__all__ = [
+    "MAX_EXPIRY_S",
+    "MAX_KEY_BYTES",
+    "MAX_SINGLE_PUT_BYTES",
+    "InvalidObjectKey",
+    "PresignedUpload",
+    "guess_content_type",
+    "job_id_for",
+    "presign_upload",
+    "put_file",
+    "validate_object_key",
+]
+
 # A single PUT takes at most 5 GiB; larger objects need a multipart upload.
 MAX_SINGLE_PUT_BYTES = 5 * 1024**3
 # SigV4 presigned URLs are valid for at most 7 days.
@@ -55,38 +73,6 @@ class PresignedUpload:
     url: str
     method: str = "PUT"
     headers: dict[str, str] = field(default_factory=dict)
-
-
-class InvalidObjectKey(ConfigError):
-    """An object key S3 would refuse, or that would be unusable later."""
-
-
-def validate_object_key(key: str) -> str:
-    """Return ``key`` unchanged if it is acceptable, else raise :class:`InvalidObjectKey`.
-
-    Rules: not empty; no leading ``/`` (S3 would keep it, giving a key that looks like an
-    absolute path and an empty first "folder"); at most 1024 bytes of UTF-8; no control
-    characters (invisible in listings, logs and the UI, and refused by some S3 servers).
-    """
-    if not key:
-        raise InvalidObjectKey("invalid object key: empty")
-    if key.startswith("/"):
-        raise InvalidObjectKey(f"invalid object key {key!r}: must not start with '/'")
-    try:
-        size = len(key.encode("utf-8"))
-    except UnicodeEncodeError:
-        # A file name that is not valid UTF-8 arrives as lone surrogates (surrogateescape).
-        raise InvalidObjectKey(
-            f"invalid object key {key!r}: not valid UTF-8 (pass --key with a UTF-8 name)"
-        ) from None
-    if size > MAX_KEY_BYTES:
-        raise InvalidObjectKey(
-            f"invalid object key: {size} bytes of UTF-8, at most {MAX_KEY_BYTES} allowed"
-        )
-    for ch in key:
-        if unicodedata.category(ch) == "Cc":
-            raise InvalidObjectKey(f"invalid object key {key!r}: control character U+{ord(ch):04X}")
-    return key
 
 
 def presign_upload(
