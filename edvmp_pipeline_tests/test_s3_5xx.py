@@ -26,10 +26,14 @@ from edvmp_pipeline.adapters.prober import FfprobeProber
 from edvmp_pipeline.adapters.s3_errors import translate_s3_error
 from edvmp_pipeline.catalog.store import Catalog
 from edvmp_pipeline.domain.errors import PipelineError, StoreUnreachable
-from edvmp_pipeline.domain.failure_classes import classify_failure, get_failure_class
+from edvmp_pipeline.domain.failure_classes import (
+    IN_STEP_RETRYABLE,
+    classify_failure,
+    get_failure_class,
+)
 from edvmp_pipeline.domain.partition_keys import partition_key_for
 from edvmp_pipeline.domain.records import ObjectVersion
-from edvmp_pipeline.services.processing import IN_STEP_RETRYABLE, RetrySettings, process_batch
+from edvmp_pipeline.services.processing import RetrySettings, process_batch
 
 WHAT = "s3://videos/clips/a.mp4"
 ETAG = "0123456789abcdef0123456789abcdef"

@@ -64,7 +64,6 @@ class Throttled(PipelineError):
     """The store asked us to slow down."""
 
     error_class = "throttled"
-    retryable = True
 
 
 def _status(exc: ClientError) -> int | None:

@@ -65,7 +65,6 @@ class SummarizerError(PipelineError):
     """The summarizer failed in a way that another identical call will not fix."""
 
     error_class = "summarizer_error"
-    retryable = False
 
 
 class SummarizerUnavailable(SummarizerError):
@@ -73,14 +72,12 @@ class SummarizerUnavailable(SummarizerError):
 
     # Its own class (not summarizer_error) so incidents redrive it: see failure_classes.
     error_class = "summarizer_unavailable"
-    retryable = True
 
 
 class SummarizerThrottled(PipelineError):
     """Bedrock kept throttling after every retry (transient)."""
 
     error_class = "throttled"
-    retryable = True
 
 
 @dataclass(frozen=True)

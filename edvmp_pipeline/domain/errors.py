@@ -7,12 +7,22 @@ classified later from its type and message by the failure classifier.
 
 from __future__ import annotations
 
+from edvmp_pipeline.domain.failure_classes import is_retryable_class
+
 
 class PipelineError(Exception):
-    """An error whose failure class is known where it is raised."""
+    """An error whose failure class is known where it is raised.
+
+    Whether it is worth retrying is the failure class's to say (one taxonomy, in
+    ``failure_classes``), so subclasses name their class and nothing else.
+    """
 
     error_class: str = "unknown"
-    retryable: bool = False
+
+    @property
+    def retryable(self) -> bool:
+        """The failure class's verdict: worth running again."""
+        return is_retryable_class(self.error_class)
 
     def __init__(self, reason: str, *, error_class: str | None = None) -> None:
         super().__init__(reason)
@@ -29,39 +39,33 @@ class MediaRejected(PipelineError):
     """
 
     error_class = "corrupt_media"
-    retryable = False
 
 
 class ProbeTimeout(PipelineError):
     """ffprobe did not finish within the configured timeout."""
 
     error_class = "probe_timeout"
-    retryable = True
 
 
 class ObjectMissing(PipelineError):
     """The object (or that version of it) no longer exists in the store."""
 
     error_class = "object_missing"
-    retryable = False
 
 
 class StoreUnreachable(PipelineError):
     """The object store could not be reached (connection refused, DNS, timeout)."""
 
     error_class = "store_unreachable"
-    retryable = True
 
 
 class AccessDenied(PipelineError):
     """The store refused the credentials or the request."""
 
     error_class = "access_denied"
-    retryable = False
 
 
 class ConfigError(PipelineError):
     """Bad usage or configuration: missing folder, no such bucket, bad setting."""
 
     error_class = "config_error"
-    retryable = False

@@ -23,6 +23,7 @@ from types import MappingProxyType
 __all__ = [
     "ALL_CLASSES",
     "CLASSES_BY_NAME",
+    "IN_STEP_RETRYABLE",
     "RULES",
     "UNKNOWN",
     "FailureClass",
@@ -31,6 +32,7 @@ __all__ = [
     "fingerprint",
     "get_failure_class",
     "is_known_class",
+    "is_retryable_class",
     "normalize_message",
 ]
 
@@ -41,6 +43,8 @@ class FailureClass:
 
     ``runbook`` is a path relative to the repository root. ``max_redrives`` bounds how many
     times the failure sensor may re-launch a run that failed this way (0 for permanent ones).
+    ``retry_in_step``: cheap to retry and likely to heal within seconds, so the step itself
+    retries it with backoff before the version counts as failed.
     """
 
     name: str
@@ -49,9 +53,18 @@ class FailureClass:
     action: str
     summary: str
     max_redrives: int = 0
+    retry_in_step: bool = False
 
 
-def _cls(name: str, retryable: bool, max_redrives: int, summary: str, action: str) -> FailureClass:
+def _cls(
+    name: str,
+    retryable: bool,
+    max_redrives: int,
+    summary: str,
+    action: str,
+    *,
+    retry_in_step: bool = False,
+) -> FailureClass:
     return FailureClass(
         name=name,
         retryable=retryable,
@@ -59,6 +72,7 @@ def _cls(name: str, retryable: bool, max_redrives: int, summary: str, action: st
         action=action,
         summary=summary,
         max_redrives=max_redrives,
+        retry_in_step=retry_in_step,
     )
 
 
@@ -112,6 +126,7 @@ ALL_CLASSES: tuple[FailureClass, ...] = (
         5,
         "The store or Bedrock asked us to slow down (SlowDown, throttling, 429/503).",
         "Let the bounded redrive handle it; lower concurrency if it persists.",
+        retry_in_step=True,
     ),
     _cls(
         "store_unreachable",
@@ -119,6 +134,7 @@ ALL_CLASSES: tuple[FailureClass, ...] = (
         3,
         "The object store could not be reached (connection refused/reset, DNS, timeout, 5xx).",
         "Check the store endpoint is up and reachable; redrive once it answers.",
+        retry_in_step=True,
     ),
     _cls(
         "summarizer_unavailable",
@@ -160,6 +176,17 @@ ALL_CLASSES: tuple[FailureClass, ...] = (
 CLASSES_BY_NAME: Mapping[str, FailureClass] = MappingProxyType({c.name: c for c in ALL_CLASSES})
 
 UNKNOWN: FailureClass = CLASSES_BY_NAME["unknown"]
+
+
+# A probe timeout is retryable but not in the step (each try costs the whole timeout): it is
+# redriven later instead.
+IN_STEP_RETRYABLE = frozenset(c.name for c in ALL_CLASSES if c.retry_in_step)
+
+
+def is_retryable_class(name: str) -> bool:
+    """Whether a failure of class ``name`` is worth running again (unknown names: no)."""
+    cls = CLASSES_BY_NAME.get(name)
+    return cls is not None and cls.retryable
 
 
 def get_failure_class(name: str) -> FailureClass:

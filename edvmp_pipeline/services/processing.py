@@ -15,6 +15,7 @@ from edvmp_pipeline.adapters.prober import FfprobeProber
 from edvmp_pipeline.catalog.store import RUNNING, Catalog, JobState
 from edvmp_pipeline.domain.backoff import retry_call
 from edvmp_pipeline.domain.errors import PipelineError
+from edvmp_pipeline.domain.failure_classes import IN_STEP_RETRYABLE
 from edvmp_pipeline.domain.records import ObjectVersion, VideoRecord
 from edvmp_pipeline.services.progress import ProgressReporter
 
@@ -48,11 +49,6 @@ class RetrySettings:
     attempts: int = 4
     base_delay_s: float = 0.5
     max_delay_s: float = 8.0
-
-
-# Cheap to retry and likely to heal within seconds. A probe timeout is not retried in the step
-# (each try costs the whole timeout); it is redriven later instead.
-IN_STEP_RETRYABLE = frozenset({"store_unreachable", "throttled"})
 
 
 def _is_transient(exc: BaseException) -> bool:
