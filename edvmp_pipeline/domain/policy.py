@@ -63,7 +63,7 @@ MAX_ID_LENGTH = 64
 # See the module doc: the per-run cost of a Dagster check per rule sets this, not evaluation.
 MAX_RULES = 200
 _RULE_ID = re.compile(rf"^[A-Za-z0-9_][A-Za-z0-9_.-]{{0,{MAX_ID_LENGTH - 1}}}$")
-# What Dagster accepts as an asset check name (dagster._core.definitions.utils).
+# What Dagster accepts as an asset check name (its definition-name validation).
 _CHECK_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 _NOT_IN_CHECK_NAME = re.compile(r"[^A-Za-z0-9_]")
 _RULE_KEYS = {"id", "field", "severity", "description", *CONDITIONS}

@@ -58,7 +58,7 @@ from edvmp_pipeline.settings import env_int
 SENSOR_NAME = "sqs_event_sensor"
 TRIGGER = "sqs-sensor"
 REASON_ATTRIBUTE = "edvmp_reason"
-# Dagster's own tag for a sensor run's run key (dagster._core.storage.tags.RUN_KEY_TAG).
+# Dagster's own tag for a sensor run's run key (RUN_KEY_TAG in Dagster's storage tags).
 # SQS hard limits: 10 messages per receive and per batch delete.
 SQS_BATCH = 10
 _REASON_MAX = 1000
