@@ -5,7 +5,8 @@
 Generates N small videos (ffmpeg lavfi), then times (a) ffprobe over every file with as
 many parallel workers as cores — the practical limit — and (b) ``edvmp ingest`` of the same
 folder as a subprocess (fresh EDVMP_HOME, so everything is new; one Dagster run), and prints
-a table with both wall times and their ratio. Targets: within 1.25x of raw ffprobe at 200 files, 1.1x at 1,000.
+a table with both wall times and their ratio. Targets: within 1.25x of raw ffprobe at 200
+files, 1.1x at 1,000.
 """
 
 from __future__ import annotations
