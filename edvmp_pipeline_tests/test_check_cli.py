@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from edvmp_pipeline.defs.in_process_runs import ingest_in_process as ingest
 from edvmp_pipeline.devtools.sample_media import generate_samples
-from edvmp_pipeline.services.ingest import ingest
 
 STRICT_POLICY = """\
 rules:

@@ -12,9 +12,9 @@ from edvmp_pipeline.adapters.dagster_instance import get_instance
 from edvmp_pipeline.catalog.store import Catalog
 from edvmp_pipeline.definitions import build_resources, defs, video_assets
 from edvmp_pipeline.defs.batch_runs import add_partitions
+from edvmp_pipeline.defs.in_process_runs import ingest_in_process as ingest
 from edvmp_pipeline.defs.jobs import INGEST_JOB
 from edvmp_pipeline.domain.policy import check_name_for, load_default_policy
-from edvmp_pipeline.services.ingest import ingest
 from edvmp_pipeline_tests.cli_support import SAMPLE_GOOD, run_edvmp
 
 REPO = Path(__file__).resolve().parent.parent

@@ -12,10 +12,10 @@ import pytest
 
 import edvmp_pipeline.definitions as definitions
 from edvmp_pipeline.adapters.dagster_instance import get_instance
+from edvmp_pipeline.defs.in_process_runs import ingest_in_process as ingest
+from edvmp_pipeline.defs.in_process_runs import redrive_in_process as redrive
 from edvmp_pipeline.defs.tags import TAG_FAILED, TAG_SUCCEEDED
 from edvmp_pipeline.domain.policy import load_default_policy
-from edvmp_pipeline.services.ingest import ingest
-from edvmp_pipeline.services.redrive import redrive
 from edvmp_pipeline_tests.cli_support import SAMPLE_BROKEN, SAMPLE_GOOD, catalog_at
 from edvmp_pipeline_tests.dagster_dev import (
     DagsterDev,

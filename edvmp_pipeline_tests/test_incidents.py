@@ -15,11 +15,11 @@ import pytest
 
 from edvmp_pipeline.adapters.dagster_instance import get_instance
 from edvmp_pipeline.defs.catalog_resource import CatalogResource
+from edvmp_pipeline.defs.in_process_runs import ingest_in_process as ingest
 from edvmp_pipeline.defs.run_failures import record_run_failure
 from edvmp_pipeline.defs.sensors.failure_sensors import incident_sensor, redrive_sensor
 from edvmp_pipeline.devtools.sample_media import generate_samples
 from edvmp_pipeline.services.incidents import due_redrives
-from edvmp_pipeline.services.ingest import ingest
 from edvmp_pipeline_tests.cli_support import catalog_at, run_edvmp
 
 HOSTILE_NAMES = [

@@ -18,10 +18,10 @@ from botocore.client import BaseClient
 
 from edvmp_pipeline.adapters.prober import FfprobeProber
 from edvmp_pipeline.catalog.store import Catalog
+from edvmp_pipeline.defs.in_process_runs import ingest_in_process as ingest
 from edvmp_pipeline.devtools.sample_media import generate_samples
 from edvmp_pipeline.devtools.stack import StackSettings
 from edvmp_pipeline.domain.partition_keys import is_valid_partition_key, partition_key_for
-from edvmp_pipeline.services.ingest import ingest
 from edvmp_pipeline_tests.test_object_sensor import configure_s3_env
 
 # sample file → S3 key: unicode, spaces, commas, brackets, nested prefixes.

@@ -34,7 +34,7 @@ from edvmp_pipeline.defs.jobs import INGEST_JOB
 from edvmp_pipeline.defs.partitions import videos_partitions
 from edvmp_pipeline.defs.run_failures import record_run_failure
 from edvmp_pipeline.defs.sensors.object_sensor import SENSOR_NAME, SweepCursor, s3_object_sensor
-from edvmp_pipeline.defs.sensors.run_requests import run_exists
+from edvmp_pipeline.defs.sensors.run_requests import launched_run_keys
 from edvmp_pipeline.defs.tags import RUN_KEY_TAG, TAG_ETAG, TAG_OBJECT_KEY, TAG_SOURCE, TAG_TRIGGER
 from edvmp_pipeline.devtools.stack import StackSettings
 from edvmp_pipeline.domain.partition_keys import partition_key_for
@@ -90,7 +90,7 @@ class SensorDriver:
         for rr in (data.run_requests or []) if launch else []:
             assert rr.run_key is not None
             self.requested[rr.run_key] += 1
-            if run_exists(self.instance, rr.run_key):
+            if launched_run_keys(self.instance, [rr.run_key]):
                 continue
             create_run_for_test(
                 self.instance, job_name=INGEST_JOB, tags={**rr.tags, RUN_KEY_TAG: rr.run_key}
@@ -635,3 +635,28 @@ def test_a_home_of_thousands_of_versions_keeps_ticks_and_status_keyed(
     fresh = partition_key_for(source, "zz-last.mp4", new["zz-last.mp4"])
     done = run_edvmp("status", fresh, "--json", env=env)
     assert json.loads(done.stdout)["state"] == "PENDING"
+
+
+def test_launched_run_keys_answers_a_page_in_one_query(instance: dg.DagsterInstance) -> None:
+    """Of a page of PENDING run keys, exactly those with a run come back, from one
+    ``get_runs`` call with a list-valued tag filter, however many runs the instance holds."""
+    existing = [f"uploads/lib/{i:04d}.mp4@etag{i}" for i in range(0, 60, 3)]
+    for key in existing:
+        create_run_for_test(instance, job_name=INGEST_JOB, tags={RUN_KEY_TAG: key})
+    create_run_for_test(instance, job_name=INGEST_JOB, tags={"other": "x"})
+    asked = [f"uploads/lib/{i:04d}.mp4@etag{i}" for i in range(60)]
+    calls: list[object] = []
+    real_get_runs = instance.get_runs
+
+    def counting_get_runs(*args: object, **kwargs: object) -> object:
+        calls.append(kwargs.get("filters"))
+        return real_get_runs(*args, **kwargs)  # type: ignore[arg-type]
+
+    instance.get_runs = counting_get_runs  # type: ignore[method-assign]
+    try:
+        assert launched_run_keys(instance, asked) == set(existing)
+        assert len(calls) == 1
+        assert launched_run_keys(instance, []) == set()
+        assert launched_run_keys(instance, ["uploads/none@x"]) == set()
+    finally:
+        instance.get_runs = real_get_runs  # type: ignore[method-assign]

@@ -21,8 +21,8 @@ from edvmp_pipeline.catalog.read_only_sql import (
     require_read_only,
 )
 from edvmp_pipeline.catalog.store import Catalog
+from edvmp_pipeline.defs.in_process_runs import ingest_in_process as ingest
 from edvmp_pipeline.domain.errors import ConfigError
-from edvmp_pipeline.services.ingest import ingest
 from edvmp_pipeline_tests.cli_support import run_edvmp
 
 

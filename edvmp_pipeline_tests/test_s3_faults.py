@@ -27,6 +27,8 @@ from edvmp_pipeline.adapters.prober import FfprobeProber
 from edvmp_pipeline.catalog.store import Catalog
 from edvmp_pipeline.defs.batch_runs import run_batches
 from edvmp_pipeline.defs.catalog_resource import CatalogResource
+from edvmp_pipeline.defs.in_process_runs import ingest_in_process as ingest
+from edvmp_pipeline.defs.in_process_runs import redrive_in_process as redrive
 from edvmp_pipeline.defs.sensors.failure_sensors import redrive_sensor
 from edvmp_pipeline.devtools.stack import (
     StackPorts,
@@ -37,9 +39,7 @@ from edvmp_pipeline.devtools.stack import (
 )
 from edvmp_pipeline.domain.records import ObjectVersion
 from edvmp_pipeline.services.incidents import due_redrives
-from edvmp_pipeline.services.ingest import ingest
 from edvmp_pipeline.services.processing import RetrySettings
-from edvmp_pipeline.services.redrive import redrive
 from edvmp_pipeline_tests.test_object_sensor import (
     SensorDriver,
     configure_s3_env,

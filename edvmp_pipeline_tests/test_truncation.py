@@ -22,6 +22,7 @@ from botocore.client import BaseClient
 
 from edvmp_pipeline.adapters.object_store import MAX_RANGE_READS, RangeReader
 from edvmp_pipeline.adapters.prober import FfprobeProber
+from edvmp_pipeline.defs.in_process_runs import ingest_in_process as ingest
 from edvmp_pipeline.devtools.stack import StackSettings
 from edvmp_pipeline.domain.container_structure import (
     MAX_TOP_LEVEL,
@@ -34,7 +35,6 @@ from edvmp_pipeline.domain.container_structure import (
 )
 from edvmp_pipeline.domain.errors import MediaRejected, ObjectMissing
 from edvmp_pipeline.domain.probe_normalise import classify_probe_failure
-from edvmp_pipeline.services.ingest import ingest
 from edvmp_pipeline_tests.cli_support import catalog_at
 from edvmp_pipeline_tests.media_factory import ffmpeg_available
 from edvmp_pipeline_tests.test_object_sensor import configure_s3_env

@@ -22,11 +22,11 @@ from edvmp_pipeline.adapters.summarizers import (
     Summary,
 )
 from edvmp_pipeline.defs.batch_runs import add_partitions
+from edvmp_pipeline.defs.in_process_runs import ingest_in_process as ingest
 from edvmp_pipeline.defs.jobs import INGEST_JOB
 from edvmp_pipeline.defs.tags import ERROR_CLASSES, FAILED_PARTITIONS
 from edvmp_pipeline.domain.offline_summary import offline_summary
 from edvmp_pipeline.domain.records import VideoRecord
-from edvmp_pipeline.services.ingest import ingest
 from edvmp_pipeline_tests.cli_support import SAMPLE_BROKEN, SAMPLE_GOOD, catalog_at
 from edvmp_pipeline_tests.test_bedrock_summarizer import (  # noqa: F401  (a fixture)
     FakeBedrock,

@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     a subfolder that could not be listed)."""
     from tqdm import tqdm
 
-    from edvmp_pipeline.services.ingest import ingest
+    from edvmp_pipeline.defs.in_process_runs import ingest_in_process
 
     if args.batch_size < 1 or args.workers < 0:
         raise SystemExit("edvmp: error: --batch-size must be >= 1 and --workers >= 0")
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
             bar.update(1)
 
     try:
-        report = ingest(
+        report = ingest_in_process(
             args.source,
             retry_failed=args.retry_failed,
             batch_size=args.batch_size,

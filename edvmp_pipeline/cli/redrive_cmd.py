@@ -22,12 +22,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Re-run and report; 0 when every redriven version succeeded, 1 otherwise."""
     from edvmp_pipeline.cli.output import terminal_safe
-    from edvmp_pipeline.services.redrive import redrive
+    from edvmp_pipeline.defs.in_process_runs import redrive_in_process
 
     chosen = [x for x in (args.incident, args.cls, args.fingerprint) if x]
     if len(chosen) != 1:
         raise ConfigError("give one of: an incident id, --class CLASS, --fingerprint FP")
-    outcome = redrive(
+    outcome = redrive_in_process(
         incident_id=args.incident, failure_class=args.cls, fingerprint=args.fingerprint
     )
     if not outcome.incidents:

@@ -33,9 +33,9 @@ def run(args: argparse.Namespace) -> int:
     """Register and print the partition keys (or their range)."""
     from edvmp_pipeline.adapters.dagster_instance import get_instance
     from edvmp_pipeline.defs.batch_runs import partition_range
-    from edvmp_pipeline.services.ingest import ingest
+    from edvmp_pipeline.defs.in_process_runs import ingest_in_process
 
-    report = ingest(args.source, retry_failed=args.retry_failed, register_only=True)
+    report = ingest_in_process(args.source, retry_failed=args.retry_failed, register_only=True)
     print(
         f"registered {len(report.new)} new versions; {len(report.processed)} to process, "
         f"{len(report.skipped)} already catalogued",

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from edvmp_pipeline.adapters.content_hash import ContentHashCache
-from edvmp_pipeline.adapters.dagster_instance import get_instance
 from edvmp_pipeline.adapters.object_store import (
     ObjectStoreResource,
     SkippedEntry,
@@ -23,6 +22,7 @@ from edvmp_pipeline.catalog.store import FAILED, SUCCEEDED, JobState
 from edvmp_pipeline.domain.partition_keys import partition_key_for
 from edvmp_pipeline.domain.records import ObjectVersion
 from edvmp_pipeline.domain.source_uri import SourceSpec, parse_source
+from edvmp_pipeline.services.pipeline_runs import PipelineRuns
 from edvmp_pipeline.settings import DEFAULT_BATCH_SIZE, edvmp_home
 
 ADD_PARTITIONS_BATCH = 1000
@@ -86,6 +86,7 @@ def list_versions(
 def ingest(
     source_text: str,
     *,
+    runs: PipelineRuns,
     retry_failed: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
     workers: int = 0,
@@ -98,11 +99,6 @@ def ingest(
     With ``register_only`` nothing is run: the versions to process are registered (catalog
     and dynamic partitions) and left for ``dagster asset materialize`` or a backfill.
     """
-    # Running Dagster jobs is what an ingest is for: the one place where a service reaches
-    # the wiring, imported here so that nothing else of services/ depends on it.
-    from edvmp_pipeline.defs.batch_runs import add_partitions, run_batches
-    from edvmp_pipeline.defs.dead_runs import reap_dead_runs
-
     spec = parse_source(source_text)
     store = object_store_from_env()
     versions, skipped_entries = list_versions(spec, store)
@@ -110,10 +106,9 @@ def ingest(
     by_key = {partition_key_for(v.source, v.object_key, v.etag): v for v in versions}
     report.versions = by_key
     catalog = open_catalog(create=True)
-    instance = get_instance()
     # First, so that versions an earlier ingest left RUNNING when it was killed are FAILED
     # by their dead run, and this pass can tell them from versions that failed on their own.
-    reaped = set(reap_dead_runs(instance, catalog))
+    reaped = set(runs.reap_dead_runs(catalog))
     states = catalog.job_states(list(by_key))
 
     todo = []
@@ -138,14 +133,13 @@ def ingest(
         on_listed(len(todo))
 
     catalog.register(((pk, by_key[pk]) for pk in report.new), registered_by="edvmp-ingest")
-    add_partitions(instance, todo)
+    runs.add_partitions(todo)
     report.processed = todo
     if register_only:
         report.states = catalog.job_states(list(by_key))
         return report
     if todo:
-        report.run_ids = run_batches(
-            instance,
+        report.run_ids = runs.run_batches(
             todo,
             source=spec.source,
             batch_size=batch_size,

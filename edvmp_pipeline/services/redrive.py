@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from edvmp_pipeline.adapters.dagster_instance import get_instance
 from edvmp_pipeline.catalog.opening import open_catalog
 from edvmp_pipeline.catalog.store import SUCCEEDED
 from edvmp_pipeline.services.incidents import record_redrives
+from edvmp_pipeline.services.pipeline_runs import PipelineRuns
 from edvmp_pipeline.settings import DEFAULT_BATCH_SIZE
 
 
@@ -28,11 +28,9 @@ def redrive(
     incident_id: str | None = None,
     failure_class: str | None = None,
     fingerprint: str | None = None,
+    runs: PipelineRuns,
 ) -> RedriveOutcome:
     """Run the versions of the matching OPEN incidents again, in-process, and report."""
-    from edvmp_pipeline.defs.batch_runs import add_partitions, run_batches
-    from edvmp_pipeline.defs.tags import attempt_tags
-
     catalog = open_catalog(create=True)
     found = catalog.state.open_incidents(
         incident_id=incident_id, failure_class=failure_class, fingerprint=fingerprint
@@ -43,18 +41,16 @@ def redrive(
     outcome.incidents = [i.incident_id for i in found]
     outcome.partition_keys = list(dict.fromkeys(i.partition_key for i in found))
     outcome.object_keys = {i.partition_key: i.object_key or "" for i in found}
-    instance = get_instance()
-    add_partitions(instance, outcome.partition_keys)
+    runs.add_partitions(outcome.partition_keys)
     record_redrives(catalog, [(i.incident_id, i.partition_key, i.attempts + 1) for i in found])
     attempt = max(i.attempts + 1 for i in found)
-    outcome.run_ids = run_batches(
-        instance,
+    outcome.run_ids = runs.run_batches(
         outcome.partition_keys,
         source=found[0].source or "",
         batch_size=DEFAULT_BATCH_SIZE,
         workers=0,
         trigger="edvmp-redrive",
-        extra_tags=attempt_tags(attempt),
+        attempt=attempt,
     )
     states = catalog.job_states(outcome.partition_keys)
     for pk in outcome.partition_keys:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import dagster as dg
@@ -27,9 +28,9 @@ from edvmp_pipeline.defs.jobs import ingest_job
 from edvmp_pipeline.defs.partitions import videos_partitions
 from edvmp_pipeline.defs.sensors.run_requests import (
     known_states,
+    launched_run_keys,
     plan_requests,
     register,
-    run_exists,
 )
 from edvmp_pipeline.domain.partition_keys import normalise_etag
 from edvmp_pipeline.domain.records import ObjectVersion
@@ -106,8 +107,8 @@ def evaluate_sweep(
     skipped = listed = 0
     instance = context.instance
 
-    def launched(run_key: str) -> bool:
-        return run_exists(instance, run_key)
+    def launched(run_keys: Sequence[str]) -> set[str]:
+        return launched_run_keys(instance, run_keys)
 
     for _ in range(settings.max_pages):
         kwargs = {

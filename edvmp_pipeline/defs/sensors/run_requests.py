@@ -78,22 +78,25 @@ def plan_requests(
     *,
     trigger: str,
     limit: int,
-    launched: Callable[[str], bool] | None = None,
+    launched: Callable[[Sequence[str]], set[str]] | None = None,
 ) -> tuple[Requests, int]:
     """Requests for the versions not yet processed, at most ``limit`` of them.
 
     Returns the requests and how many of ``versions`` were consumed (all of them unless the
     limit stopped the plan early), so a caller can resume after the last consumed one.
-    ``launched(run_key)`` tells a PENDING version whose run already exists: it is consumed
+    ``launched(run_keys)`` tells, in one batched lookup, which PENDING versions' runs
+    already exist: those are consumed
     without a request, so that a backlog of queued runs does not use up ``limit`` on every
     sweep (which would stall finding new objects behind them).
     """
     requests = Requests()
     consumed = 0
-    for version in versions:
-        pk = partition_key_for(version.source, version.object_key, version.etag)
+    keyed = [(partition_key_for(v.source, v.object_key, v.etag), v) for v in versions]
+    pending_keys = [run_key_for(v) for pk, v in keyed if states.get(pk) == PENDING]
+    already = launched(pending_keys) if launched is not None and pending_keys else set()
+    for pk, version in keyed:
         status = states.get(pk)
-        if status == PENDING and launched is not None and launched(run_key_for(version)):
+        if status == PENDING and run_key_for(version) in already:
             consumed += 1
             continue
         if status is None or status == PENDING:
@@ -111,11 +114,17 @@ def plan_requests(
     return requests, consumed
 
 
-def run_exists(instance: dg.DagsterInstance | None, run_key: str | None) -> bool:
-    """True when the instance already has a run with this run key, whoever created it."""
-    if not run_key or instance is None:
-        return False
-    return bool(instance.get_runs(filters=dg.RunsFilter(tags={RUN_KEY_TAG: run_key}), limit=1))
+def launched_run_keys(instance: dg.DagsterInstance | None, run_keys: Sequence[str]) -> set[str]:
+    """Those of ``run_keys`` the instance already has a run for, whoever created it.
+
+    One query for a whole page (a tag filter with a list of values): the cost follows the
+    PENDING versions a tick sees, not how many runs the instance holds.
+    """
+    wanted = {k for k in run_keys if k}
+    if not wanted or instance is None:
+        return set()
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={RUN_KEY_TAG: sorted(wanted)}))
+    return {run.tags.get(RUN_KEY_TAG, "") for run in runs} & wanted
 
 
 def drop_already_launched(instance: dg.DagsterInstance | None, requests: Requests) -> None:
@@ -125,11 +134,11 @@ def drop_already_launched(instance: dg.DagsterInstance | None, requests: Request
     ``edvmp ingest``) running, a re-requested PENDING version could get a second run.
     """
     new = {pk for pk, _ in requests.new_versions}
-    requests.run_requests = [
-        rr
-        for rr in requests.run_requests
-        if rr.partition_key in new or not run_exists(instance, rr.run_key)
-    ]
+    already = launched_run_keys(
+        instance,
+        [rr.run_key for rr in requests.run_requests if rr.partition_key not in new and rr.run_key],
+    )
+    requests.run_requests = [rr for rr in requests.run_requests if rr.run_key not in already]
     kept = {rr.partition_key for rr in requests.run_requests}
     requests.new_partitions = [pk for pk in requests.new_partitions if pk in kept]
 
