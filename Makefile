@@ -8,13 +8,28 @@ BIN := $(VENV)/bin
 export EDVMP_HOME ?= $(CURDIR)/.edvmp
 SAMPLES := $(CURDIR)/samples
 
-.PHONY: setup demo test dagster-job lint ffmpeg stack stack-down bench clean
+.PHONY: setup demo test dagster-job lint ffmpeg prometheus lock audit stack stack-down bench clean
 
-$(BIN)/edvmp: pyproject.toml
+# constraints.txt pins every package (the locked set pip-audit checks); `make lock` renews it.
+$(BIN)/edvmp: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,local]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,local]'
 	touch $(BIN)/edvmp
+
+lock:
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet -e '.[dev,local]'
+	{ sed -n '1,2p' constraints.txt; .venv-lock/bin/pip freeze --exclude-editable | grep -v '^-e'; } > constraints.new
+	mv constraints.new constraints.txt
+	rm -rf .venv-lock
+
+# Debian's Prometheus server, for the dashboard test (scrapes `edvmp serve` on 127.0.0.1).
+prometheus:
+	@command -v prometheus >/dev/null || { \
+	  echo "installing prometheus from Debian's packages"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus; }
 
 ffmpeg:
 	@command -v ffprobe >/dev/null && command -v ffmpeg >/dev/null || { \
@@ -33,8 +48,9 @@ demo: setup
 	$(BIN)/edvmp check
 	$(BIN)/edvmp incidents summary
 
-test: setup
-	$(BIN)/ruff check edvmp_pipeline edvmp_pipeline_tests benchmarks
+test: setup prometheus
+	$(BIN)/ruff check edvmp_pipeline edvmp_pipeline_tests benchmarks observability
+	$(BIN)/python -m edvmp_pipeline.devtools.supply_chain
 	$(BIN)/pytest -q
 
 # Dagster's own CLI on the same assets (what CI runs after the tests): register the sample
@@ -49,8 +65,11 @@ dagster-job: setup
 	$(BIN)/edvmp query "SELECT status, count(*) AS versions FROM jobs WHERE source = '$(SAMPLES)-ci' GROUP BY ALL"
 
 lint: setup
-	$(BIN)/ruff check edvmp_pipeline edvmp_pipeline_tests benchmarks
-	$(BIN)/ruff format --check edvmp_pipeline edvmp_pipeline_tests benchmarks
+	$(BIN)/ruff check edvmp_pipeline edvmp_pipeline_tests benchmarks observability
+	$(BIN)/ruff format --check edvmp_pipeline edvmp_pipeline_tests benchmarks observability
+
+audit: setup
+	$(BIN)/python -m edvmp_pipeline.devtools.supply_chain
 
 bench: setup
 	$(BIN)/python benchmarks/ingest_throughput.py

@@ -37,9 +37,12 @@ def _legacy_views(root: Path) -> dict[str, str]:
         "CASE status WHEN 'SUCCEEDED' THEN 3 WHEN 'FAILED' THEN 3 WHEN 'RUNNING' THEN 2 ELSE 1 END"
     )
     return {
+        # bandit B608 waived: spliced names are catalog constants, values are bound
         "objects": f"""SELECT * FROM {_src(root, "objects")} QUALIFY row_number() OVER (
-                PARTITION BY partition_key ORDER BY registered_at) = 1""",
-        "job_events": f"SELECT * FROM {_src(root, 'job_events')}",
+                PARTITION BY partition_key ORDER BY registered_at) = 1""",  # nosec B608
+        # bandit B608 waived: spliced names are catalog constants, values are bound
+        "job_events": f"SELECT * FROM {_src(root, 'job_events')}",  # nosec B608
+        # bandit B608 waived: spliced names are catalog constants, values are bound
         "jobs": f"""
             WITH ordered AS (
                 SELECT *, row_number() OVER (
@@ -56,8 +59,9 @@ def _legacy_views(root: Path) -> dict[str, str]:
                    CASE WHEN o.status IN ('SUCCEEDED', 'FAILED') THEN o.event_at END
                        AS finished_at,
                    o.event_at AS updated_at, o.run_id
-            FROM ordered o JOIN agg a USING (partition_key) WHERE o.rn = 1""",
-        "incident_events": f"SELECT * FROM {_src(root, 'incident_events')}",
+            FROM ordered o JOIN agg a USING (partition_key) WHERE o.rn = 1""",  # nosec B608
+        # bandit B608 waived: spliced names are catalog constants, values are bound
+        "incident_events": f"SELECT * FROM {_src(root, 'incident_events')}",  # nosec B608
         "incidents": """
             WITH occ AS (
                 SELECT * FROM incident_events WHERE kind = 'OCCURRED'
@@ -123,15 +127,18 @@ def migrate(root: Path, store: SqliteStateStore) -> int:
             con.execute(f"CREATE VIEW {view} AS {sql}")
         for table in ("summaries", "checks"):
             con.execute(
-                f"CREATE VIEW {table}_done AS SELECT partition_key, max("
+                # bandit B608 waived: spliced names are catalog constants, values are bound
+                f"CREATE VIEW {table}_done AS SELECT partition_key, max("  # nosec B608
                 f"{schemas.DEDUPE[table][1]}) AS at FROM {_src(root, table)} GROUP BY ALL"
             )
         con.execute(
-            f"CREATE VIEW videos_done AS SELECT partition_key, max(processed_at) AS at "
+            # bandit B608 waived: spliced names are catalog constants, values are bound
+            f"CREATE VIEW videos_done AS SELECT partition_key, max(processed_at) AS at "  # nosec B608
             f"FROM {_src(root, 'videos')} GROUP BY ALL"
         )
         versions = _fetch(
             con,
+            # bandit B608 waived: spliced names are catalog constants, values are bound
             f"""
             SELECT o.partition_key, o.source, o.object_key, o.etag, o.size_bytes,
                    o.last_modified, o.registered_at, o.registered_by,
@@ -145,7 +152,7 @@ def migrate(root: Path, store: SqliteStateStore) -> int:
             LEFT JOIN videos_done v USING (partition_key)
             LEFT JOIN summaries_done s USING (partition_key)
             LEFT JOIN checks_done c USING (partition_key)
-            """,
+            """,  # nosec B608
         )
         incidents = _fetch(con, "SELECT * FROM incidents")
         runs = con.execute(

@@ -28,7 +28,8 @@ def newest(table: str, source: str, *, exclude: str = "") -> str:
     """SELECT the newest row per key of a result table from ``source``."""
     keys, order = schemas.DEDUPE[table]
     return (
-        f"SELECT *{exclude} FROM {source} QUALIFY row_number() OVER "
+        # bandit B608 waived: spliced names are catalog constants, values are bound
+        f"SELECT *{exclude} FROM {source} QUALIFY row_number() OVER "  # nosec B608
         f"(PARTITION BY {', '.join(keys)} ORDER BY {order} DESC NULLS LAST) = 1"
     )
 
@@ -54,20 +55,23 @@ def result_view_sql(root: Path) -> dict[str, str]:
 
 
 STATE_VIEW_SQL: dict[str, str] = {
+    # bandit B608 waived: spliced names are catalog constants, values are bound
     "objects": f"""
         SELECT partition_key, source, object_key, etag, size_bytes, last_modified,
                registered_at, registered_by
-        FROM {STATE_JOBS}""",
+        FROM {STATE_JOBS}""",  # nosec B608
+    # bandit B608 waived: spliced names are catalog constants, values are bound
     "jobs": f"""
         SELECT partition_key, source, object_key, etag, status, attempts, error_class, error,
                registered_at, started_at, finished_at, run_id
-        FROM {STATE_JOBS}""",
+        FROM {STATE_JOBS}""",  # nosec B608
+    # bandit B608 waived: spliced names are catalog constants, values are bound
     "incidents": f"""
         SELECT incident_id, partition_key, source, object_key, etag, "class", retryable,
                fingerprint, message, error_type, action, runbook, max_redrives, last_run_id,
                next_attempt_at, attempts, first_seen, last_seen, redrives, last_redrive_at,
                status
-        FROM {STATE_INCIDENTS}""",
+        FROM {STATE_INCIDENTS}""",  # nosec B608
 }
 
 # Which state view needs which Arrow table, and which of the versions columns.

@@ -382,7 +382,8 @@ def load_policy(
     else:
         text = str(path_or_text)
     try:
-        data = yaml.load(text, Loader=_SAFE_LOADER)
+        # bandit B506 waived: _SAFE_LOADER is a yaml.SafeLoader subclass
+        data = yaml.load(text, Loader=_SAFE_LOADER)  # nosec B506
     except yaml.YAMLError as exc:
         where = source or "policy"
         raise PolicyError(f"{where}: not valid YAML: {exc}") from exc

@@ -6,6 +6,7 @@ events around it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -143,12 +144,16 @@ def process_batch(
     ]
     outcome.resumed = [pk for pk in wanted if pk in claimed and pk not in dict(todo)]
 
+    probe_seconds: dict[str, float] = {}
+
     def work(item: tuple[str, ObjectVersion]) -> tuple[str, ObjectVersion, object]:
         pk, version = item
+        started = time.monotonic()
         try:
             result: object = _probe_one(store, prober, version, retry or RetrySettings(), log)
         except Exception as exc:
             result = _as_failure(pk, version, exc)
+        probe_seconds[pk] = time.monotonic() - started
         if progress is not None:
             progress.done(pk, not isinstance(result, VersionFailure))
         return pk, version, result
@@ -166,7 +171,10 @@ def process_batch(
     # Results first: a version the store says has metadata always has its rows.
     stem = catalog.write_results(outcome.succeeded, run_id=run_id)
     catalog.state.mark_probed(
-        [pk for pk, _, _ in outcome.succeeded], run_id or "", result_file=stem
+        [pk for pk, _, _ in outcome.succeeded],
+        run_id or "",
+        result_file=stem,
+        probe_seconds=probe_seconds,
     )
     catalog.state.mark_failed(
         {f.partition_key: (f.error_class, f.reason) for f in outcome.failed if f.version},
