@@ -70,8 +70,9 @@ def env_float(
     return value
 
 
-def env_int(name: str, default: int, *, minimum: int = 1) -> int:
-    """An integer >= ``minimum`` from the environment, or a ConfigError naming the variable."""
+def env_int(name: str, default: int, *, minimum: int = 1, maximum: int | None = None) -> int:
+    """An integer in ``minimum..maximum`` from the environment, or a ConfigError naming the
+    variable."""
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -81,9 +82,75 @@ def env_int(name: str, default: int, *, minimum: int = 1) -> int:
         raise ConfigError(f"{name}={raw!r} is not a whole number") from None
     if value < minimum:
         raise ConfigError(f"{name}={raw!r} must be at least {minimum}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name}={raw!r} must be at most {maximum}")
     return value
 
 
 def probe_workers_default() -> int:
     """Parallel ffprobe processes: one per core (more do not help, see ARCHITECTURE.md)."""
     return max(1, os.cpu_count() or 1)
+
+
+# -- the HTTP API (edvmp serve) ------------------------------------------------------------
+# HS256 keys shorter than the hash are guessable offline from one token (RFC 7518 3.2).
+MIN_API_SECRET_BYTES = 32
+MAX_TOKEN_TTL_S = 86_400
+MAX_UPLOAD_EXPIRY_S = 7 * 86_400
+SINGLE_PUT_LIMIT_BYTES = 5 * 1024**3
+
+
+def api_secret() -> str | None:
+    """``EDVMP_API_SECRET``: the key that signs API tokens (None when unset); a ConfigError
+    when it is shorter than :data:`MIN_API_SECRET_BYTES` bytes."""
+    value = os.environ.get("EDVMP_API_SECRET")
+    if value is None or value == "":
+        return None
+    if len(value.encode("utf-8")) < MIN_API_SECRET_BYTES:
+        raise ConfigError(
+            f"EDVMP_API_SECRET is {len(value.encode('utf-8'))} bytes; use at least "
+            f"{MIN_API_SECRET_BYTES} random bytes (e.g. `openssl rand -hex 32`)"
+        )
+    return value
+
+
+def api_users_file() -> Path | None:
+    """``EDVMP_API_USERS``: the YAML file of API users and their password hashes."""
+    value = os.environ.get("EDVMP_API_USERS")
+    return Path(value).expanduser() if value else None
+
+
+def api_token_ttl_s() -> int:
+    """``EDVMP_API_TOKEN_TTL_S``: lifetime of a login token (default 3600, at most a day)."""
+    return env_int("EDVMP_API_TOKEN_TTL_S", 3600, minimum=1, maximum=MAX_TOKEN_TTL_S)
+
+
+def api_upload_expiry_s() -> int:
+    """``EDVMP_API_UPLOAD_EXPIRY_S``: lifetime of an upload URL (default 900 s)."""
+    return env_int("EDVMP_API_UPLOAD_EXPIRY_S", 900, minimum=1, maximum=MAX_UPLOAD_EXPIRY_S)
+
+
+def api_max_upload_bytes() -> int:
+    """``EDVMP_API_MAX_UPLOAD_BYTES``: the largest declared upload (default and ceiling:
+    S3's 5 GiB for one PUT)."""
+    return env_int(
+        "EDVMP_API_MAX_UPLOAD_BYTES",
+        SINGLE_PUT_LIMIT_BYTES,
+        minimum=1,
+        maximum=SINGLE_PUT_LIMIT_BYTES,
+    )
+
+
+def uploads_bucket() -> str:
+    """``EDVMP_BUCKET`` (default ``uploads``): the bucket the object sensor watches."""
+    return os.environ.get("EDVMP_BUCKET") or "uploads"
+
+
+def uploads_prefix() -> str:
+    """``EDVMP_PREFIX`` (default empty): the key prefix the object sensor watches."""
+    return os.environ.get("EDVMP_PREFIX", "")
+
+
+def video_extensions_text() -> str | None:
+    """``EDVMP_VIDEO_EXTENSIONS`` as written (``video_filter.parse_extensions`` reads it)."""
+    return os.environ.get("EDVMP_VIDEO_EXTENSIONS")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "edvmp_pipeline"
-ORDER = ["domain", "settings", "catalog", "adapters", "services", "defs", "cli"]
+ORDER = ["domain", "settings", "catalog", "adapters", "services", "api", "defs", "cli"]
 # The pure layer: no I/O clients, no orchestration framework.
 DOMAIN_FORBIDDEN = ("dagster", "boto3", "botocore", "duckdb", "pyarrow", "sqlite3", "subprocess")
 

@@ -61,11 +61,19 @@ def write_atomically(table: pa.Table, final: Path, *, row_group_size: int | None
 
 
 def ensure_table(root: Path, table: str, schema: pa.Schema) -> Path:
-    """Create the table folder with an empty schema file, so views work before any data."""
+    """Create the table folder with an empty schema file, so views work before any data.
+
+    A marker written by an older release (fewer columns) is replaced: views read every file
+    by name, so the marker is what makes a new column exist before the first file with it.
+    """
     folder = table_dir(root, table)
     folder.mkdir(parents=True, exist_ok=True)
     marker = folder / SCHEMA_FILE
-    if not marker.exists():
+    try:
+        current = pq.read_schema(marker)
+    except (FileNotFoundError, pa.ArrowInvalid):
+        current = None
+    if current is None or not current.equals(schema):
         write_atomically(schema.empty_table(), marker)
     return folder
 

@@ -52,6 +52,9 @@ VIDEOS = pa.schema(
         ("tags_json", pa.string()),
         ("processed_at", TS),
         ("run_id", pa.string()),
+        # ffprobe's own format and streams, as it printed them (JSON): what the API serves
+        # as the raw probe. Not in the ``videos`` view (it is wide); the ``probes`` view has it.
+        ("ffprobe_json", pa.string()),
     ]
 )
 

@@ -27,7 +27,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from edvmp_pipeline.catalog import operational_counters as counters
+from edvmp_pipeline.catalog import upload_jobs
 from edvmp_pipeline.catalog.claimants import pid_alive
+from edvmp_pipeline.catalog.upload_jobs import UploadJob
 from edvmp_pipeline.domain.records import ObjectVersion
 
 PENDING, RUNNING, SUCCEEDED, FAILED = "PENDING", "RUNNING", "SUCCEEDED", "FAILED"
@@ -231,6 +233,20 @@ class StateStore(Protocol):
 
     def operational_counters(self) -> list[counters.CounterRow]: ...
 
+    def create_upload_job(self, job: UploadJob) -> None: ...
+
+    def upload_job(self, job_id: str) -> UploadJob | None: ...
+
+    def upload_jobs_of(self, owner: str, *, limit: int) -> list[UploadJob]: ...
+
+    def newest_versions_of(
+        self, source: str, object_keys: Sequence[str]
+    ) -> dict[str, JobState]: ...
+
+    def recent_incidents(
+        self, *, limit: int, owner: str | None = None, open_only: bool = False
+    ) -> list[Incident]: ...
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -290,6 +306,7 @@ CREATE INDEX IF NOT EXISTS incidents_by_version ON incidents (partition_key);
 CREATE INDEX IF NOT EXISTS incidents_by_due ON incidents (status, next_attempt_at);
 CREATE INDEX IF NOT EXISTS incidents_by_class ON incidents (class, status);
 CREATE INDEX IF NOT EXISTS incidents_by_fingerprint ON incidents (fingerprint, status);
+CREATE INDEX IF NOT EXISTS incidents_by_last_seen ON incidents (last_seen);
 -- Which runs each incident was seen in: recording the same failed run twice is a no-op,
 -- and a version's attempt number counts its distinct failed runs.
 CREATE TABLE IF NOT EXISTS incident_runs (
@@ -349,6 +366,21 @@ def _job(row: sqlite3.Row) -> JobState:
     return JobState(**values)
 
 
+def _newer(a: JobState, b: JobState) -> bool:
+    """Whether version ``a`` of an object is newer than ``b`` (uploaded, then registered)."""
+    never = datetime.min.replace(tzinfo=UTC)
+    return (a.last_modified or never, a.registered_at or never) > (
+        b.last_modified or never,
+        b.registered_at or never,
+    )
+
+
+def _upload_job(row: sqlite3.Row) -> UploadJob:
+    return UploadJob(
+        **{c: _dt(row[c]) if c in upload_jobs.TIMES else row[c] for c in upload_jobs.COLUMNS}
+    )
+
+
 def _incident(row: sqlite3.Row) -> Incident:
     values = {name: row[name] for name in _INCIDENT_COLUMNS}
     for name in _INCIDENT_TIMES:
@@ -406,6 +438,7 @@ class SqliteStateStore:
             con.execute("PRAGMA journal_mode = WAL")
             con.executescript(_SCHEMA)
             con.executescript(counters.SCHEMA)
+            con.executescript(upload_jobs.SCHEMA)
             con.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
                 [SCHEMA_VERSION],
@@ -857,6 +890,76 @@ class SqliteStateStore:
         """The counters bumped by state changes (see ``operational_counters``)."""
         with self._read() as con:
             return counters.read_all(con)
+
+    # -- upload jobs (the HTTP API) -------------------------------------------------------
+    def create_upload_job(self, job: UploadJob) -> None:
+        """Record a job handed out by the API; a job id or object key used twice raises
+        ``sqlite3.IntegrityError`` (both are random, so that is a bug, not a race to win)."""
+        values = [
+            _us(getattr(job, c)) if c in upload_jobs.TIMES else getattr(job, c)
+            for c in upload_jobs.COLUMNS
+        ]
+        with self._write() as con:
+            upload_jobs.insert(con, values)
+
+    def upload_job(self, job_id: str) -> UploadJob | None:
+        """One API job by id (a primary-key read)."""
+        with self._read() as con:
+            row = con.execute("SELECT * FROM upload_jobs WHERE job_id = ?", [job_id]).fetchone()
+        return _upload_job(row) if row else None
+
+    def upload_jobs_of(self, owner: str, *, limit: int) -> list[UploadJob]:
+        """An owner's newest API jobs, newest first (an index range read)."""
+        with self._read() as con:
+            rows = con.execute(
+                "SELECT * FROM upload_jobs WHERE owner = ? "
+                "ORDER BY created_at DESC, job_id DESC LIMIT ?",
+                [owner, limit],
+            ).fetchall()
+        return [_upload_job(r) for r in rows]
+
+    def newest_versions_of(self, source: str, object_keys: Sequence[str]) -> dict[str, JobState]:
+        """The newest registered version of each of these objects, by object key (batched
+        index reads on (source, object_key)); objects with no version are absent."""
+        newest: dict[str, JobState] = {}
+        with self._read() as con:
+            for chunk in _chunks(list(dict.fromkeys(object_keys))):
+                rows = con.execute(
+                    f"SELECT * FROM versions WHERE source = ? "  # nosec B608
+                    f"AND object_key IN ({_marks(len(chunk))})",
+                    [source, *chunk],
+                ).fetchall()
+                for row in rows:
+                    job = _job(row)
+                    held = newest.get(job.object_key)
+                    if held is None or _newer(job, held):
+                        newest[job.object_key] = job
+        return newest
+
+    def recent_incidents(
+        self, *, limit: int, owner: str | None = None, open_only: bool = False
+    ) -> list[Incident]:
+        """The newest incidents (by last seen), at most ``limit``; with ``owner``, only those
+        of objects uploaded through that owner's API jobs."""
+        clauses, params = [], []
+        if open_only:
+            clauses.append("i.status = ?")
+            params.append(OPEN)
+        if owner is not None:
+            clauses.append(
+                "EXISTS (SELECT 1 FROM upload_jobs u WHERE u.object_key = i.object_key "
+                "AND 's3://' || u.bucket = i.source AND u.owner = ?)"
+            )
+            params.append(owner)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        with self._read() as con:
+            rows = con.execute(
+                # bandit B608 waived: spliced clauses are constants, values are bound
+                f"SELECT i.* FROM incidents i{where} "  # nosec B608
+                "ORDER BY i.last_seen DESC, i.incident_id LIMIT ?",
+                [*params, limit],
+            ).fetchall()
+        return [_incident(r) for r in rows]
 
     def get_incident(self, incident_id: str) -> Incident | None:
         """One incident by id."""

@@ -438,6 +438,25 @@ class Catalog:
         ]
         return sorted(out, key=lambda r: (r["object_key"], r["partition_key"]))
 
+    def summary_row(self, partition_key: str) -> dict[str, Any] | None:
+        """The newest ``summaries`` row of one version (without its run id)."""
+        cols, rows = self._scan_by_key("summaries", [partition_key])
+        if not rows:
+            return None
+        return {c: v for c, v in zip(cols, rows[0], strict=True) if c != "run_id"}
+
+    def check_rows(self, partition_key: str) -> list[dict[str, Any]]:
+        """The newest result of each rule on one version, by rule id."""
+        cols, rows = self._scan_by_key("checks", [partition_key])
+        out = [{c: v for c, v in zip(cols, r, strict=True) if c != "run_id"} for r in rows]
+        return sorted(out, key=lambda r: r["rule_id"])
+
+    def stream_rows(self, partition_key: str, processed_at: Any) -> list[dict[str, Any]]:
+        """The streams landed with one version's ``videos`` row (same ``processed_at``)."""
+        rows = self._rows_by_key("streams", [partition_key])
+        out = [r for r in rows if r["processed_at"] == processed_at]
+        return sorted(out, key=lambda r: r.get("stream_index") or 0)
+
     def summary_of(self, partition_key: str) -> str | None:
         """The newest summary text of one version."""
         cols, rows = self._scan_by_key("summaries", [partition_key])

@@ -38,7 +38,10 @@ def result_view_sql(root: Path) -> dict[str, str]:
     """``{view name: SELECT ...}`` of the result views, in dependency order."""
     src = {t: parquet_source(root, t) for t in schemas.TABLES}
     return {
-        "videos": newest("videos", src["videos"], exclude=" EXCLUDE (run_id)"),
+        "videos": newest("videos", src["videos"], exclude=" EXCLUDE (run_id, ffprobe_json)"),
+        # ffprobe's own output for each version (JSON text: json_extract works on it).
+        "probes": "SELECT partition_key, source, object_key, etag, processed_at, ffprobe_json "
+        f"FROM ({newest('videos', src['videos'])})",
         # The newest version of each object (by the store's last-modified time).
         "videos_latest": """
             SELECT * FROM videos

@@ -20,12 +20,14 @@ def build_parser() -> argparse.ArgumentParser:
     from edvmp_pipeline.cli import (
         check_cmd,
         compact_cmd,
+        hash_password_cmd,
         incidents_cmd,
         ingest_cmd,
         query_cmd,
         redrive_cmd,
         register_cmd,
         samples_cmd,
+        serve_cmd,
         stack_cmd,
         status_cmd,
         upload_cmd,
@@ -47,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
         upload_cmd,
         status_cmd,
         compact_cmd,
+        serve_cmd,
+        hash_password_cmd,
     ):
         module.add_parser(sub)
     return parser

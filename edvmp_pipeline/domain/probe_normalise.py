@@ -40,6 +40,7 @@ Thresholds were measured with this host's ffprobe 5.1 (see the tests for the cas
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from fractions import Fraction
@@ -63,6 +64,9 @@ from edvmp_pipeline.domain.errors import (
     StoreUnreachable,
 )
 from edvmp_pipeline.domain.records import StreamRecord, VideoRecord
+
+# The raw probe is evidence for API clients, not something to fill the catalog with.
+MAX_RAW_PROBE_BYTES = 256 * 1024
 
 MIN_PROBE_SCORE = 25
 MAX_DIMENSION = 16384
@@ -387,7 +391,18 @@ def normalise_probe(
         format_long_name=fmt.get("format_long_name"),
         tags={str(k): str(v) for k, v in (fmt.get("tags") or {}).items()},
         streams=tuple(stream_record(s) for s in streams),
+        ffprobe_json=raw_probe_json(fmt, streams),
     )
+
+
+def raw_probe_json(fmt: dict[str, Any], streams: list[dict[str, Any]]) -> str | None:
+    """ffprobe's ``format`` and ``streams`` as compact JSON, or None past
+    :data:`MAX_RAW_PROBE_BYTES` (a file can carry megabytes of tags; the normalised record
+    and its tags are kept either way)."""
+    text = json.dumps(
+        {"format": fmt, "streams": streams}, ensure_ascii=False, separators=(",", ":")
+    )
+    return text if len(text.encode("utf-8")) <= MAX_RAW_PROBE_BYTES else None
 
 
 def ffprobe_messages(stderr: str, *, limit: int = 200) -> str:

@@ -85,6 +85,9 @@ class VideoRecord:
     format_long_name: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
     streams: tuple[StreamRecord, ...] = ()
+    # ffprobe's format and streams as JSON text (None when unknown or over the size cap);
+    # evidence kept beside the record, not part of what makes two records the same.
+    ffprobe_json: str | None = field(default=None, compare=False, repr=False)
 
     def as_row(self) -> dict[str, Any]:
         """The scalar columns (no streams, tags flattened to JSON by the catalog)."""

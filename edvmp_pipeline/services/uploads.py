@@ -81,13 +81,17 @@ def presign_upload(
     key: str,
     expires_s: int = 3600,
     content_type: str | None = None,
+    *,
+    content_length: int | None = None,
 ) -> PresignedUpload:
     """A presigned ``PUT`` for ``s3://bucket/key``, valid for ``expires_s`` seconds.
 
     ``client`` is a boto3 S3 client whose credentials may write the bucket; nothing is sent
     to the server (signing is local), so a missing bucket or a refused key shows only when
     the upload is attempted. With ``content_type`` the type is signed: the client must send
-    that ``Content-Type`` (returned in ``headers``) and the object is stored with it.
+    that ``Content-Type`` (returned in ``headers``) and the object is stored with it. With
+    ``content_length`` the length is signed too: a body of any other size is refused by the
+    server (the only size bound a presigned PUT can carry).
     Raises :class:`InvalidObjectKey` / :class:`ConfigError` for bad arguments and
     :class:`AccessDenied` when no credentials are configured.
     """
@@ -103,6 +107,11 @@ def presign_upload(
     if content_type:
         params["ContentType"] = content_type
         headers["Content-Type"] = content_type
+    if content_length is not None:
+        if not 0 < content_length <= MAX_SINGLE_PUT_BYTES:
+            raise ConfigError(f"content length must be 1..{MAX_SINGLE_PUT_BYTES} bytes")
+        params["ContentLength"] = content_length
+        headers["Content-Length"] = str(content_length)
     try:
         url = client.generate_presigned_url(
             "put_object", Params=params, ExpiresIn=expires_s, HttpMethod="PUT"
