@@ -140,7 +140,6 @@ def create_app(config: ApiConfig) -> FastAPI:
     app.state.config = config
     catalog = config.catalog
 
-
     def job_or_404(job_id: str, principal: Principal) -> Any:
         job = api_jobs.find_job(catalog, job_id, owner=principal.owner_filter)
         if job is None:
