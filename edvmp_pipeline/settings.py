@@ -154,3 +154,32 @@ def uploads_prefix() -> str:
 def video_extensions_text() -> str | None:
     """``EDVMP_VIDEO_EXTENSIONS`` as written (``video_filter.parse_extensions`` reads it)."""
     return os.environ.get("EDVMP_VIDEO_EXTENSIONS")
+
+
+# -- the state store -----------------------------------------------------------------------
+STATE_BACKENDS = ("sqlite", "dynamodb")
+
+
+def state_backend() -> str:
+    """``EDVMP_STATE``: ``sqlite`` (default, next to the catalog) or ``dynamodb``."""
+    value = (os.environ.get("EDVMP_STATE") or "sqlite").strip().lower()
+    if value not in STATE_BACKENDS:
+        raise ConfigError(f"EDVMP_STATE={value!r} must be one of {', '.join(STATE_BACKENDS)}")
+    return value
+
+
+def dynamodb_table_prefix() -> str:
+    """``EDVMP_DYNAMODB_TABLE_PREFIX`` (default ``edvmp-``): tables ``<prefix>versions`` …"""
+    value = os.environ.get("EDVMP_DYNAMODB_TABLE_PREFIX", "edvmp-")
+    if not all(c.isalnum() or c in "_.-" for c in value) or len(value) > 200:
+        raise ConfigError(
+            f"EDVMP_DYNAMODB_TABLE_PREFIX={value!r}: table names allow only letters, digits, "
+            "'_', '-' and '.'"
+        )
+    return value
+
+
+def dynamodb_endpoint_url() -> str | None:
+    """``EDVMP_DYNAMODB_ENDPOINT_URL``: a DynamoDB-compatible server (unset: AWS). With it
+    the store creates its tables when absent; on AWS they come from the Terraform."""
+    return os.environ.get("EDVMP_DYNAMODB_ENDPOINT_URL") or None

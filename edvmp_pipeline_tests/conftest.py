@@ -26,7 +26,7 @@ def media_corpus(tmp_path_factory: pytest.TempPathFactory) -> MediaCorpus:
 
 # The S3 fixtures (s3_stack, s3_client, s3_bucket) start a real SeaweedFS server once per
 # session, or use the one .ci/run started (EDVMP_S3_ENDPOINT_URL and AWS keys set).
-pytest_plugins = ["edvmp_pipeline_tests.s3_server"]
+pytest_plugins = ["edvmp_pipeline_tests.s3_server", "edvmp_pipeline_tests.dynamodb_server"]
 
 
 @pytest.fixture(scope="session")

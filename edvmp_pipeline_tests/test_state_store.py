@@ -1,9 +1,14 @@
 """The state store and the self-compacting result tables: real SQLite, real Parquet, real
 processes racing each other, SIGKILL at bad moments, and the migration of a first-release
-catalog (a committed fixture written by that release's code)."""
+catalog (a committed fixture written by that release's code).
+
+The state store's contract (conditional transitions, incidents, verdicts, counters, upload
+jobs, racing writers) runs against both backends through the ``store`` fixture: SQLite, and
+DynamoDB on a real DynamoDB-compatible server (moto's standalone server on 127.0.0.1)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -60,11 +65,24 @@ def _incident(pk: str, iid: str, *, retryable: bool = False, due: datetime | Non
     )
 
 
-# --- conditional writes -------------------------------------------------------------------
+# --- the contract, on every backend --------------------------------------------------------
 
 
-def test_register_inserts_only_absent_versions(tmp_path: Path) -> None:
-    store = SqliteStateStore(tmp_path / "s.sqlite")
+@pytest.fixture(params=["sqlite", "dynamodb"])
+def store(request: pytest.FixtureRequest, tmp_path: Path):
+    if request.param == "sqlite":
+        return SqliteStateStore(tmp_path / "s.sqlite")
+    from edvmp_pipeline.catalog.dynamodb_state import DynamoDbStateStore
+
+    request.getfixturevalue("dynamodb_env")
+    return DynamoDbStateStore(
+        table_prefix=os.environ["EDVMP_DYNAMODB_TABLE_PREFIX"],
+        endpoint_url=os.environ["EDVMP_DYNAMODB_ENDPOINT_URL"],
+        create_tables=True,
+    )
+
+
+def test_register_inserts_only_absent_versions(store) -> None:
     assert store.register([("a", _v("a")), ("b", _v("b"))], "sensor") == ["a", "b"]
     assert store.register([("a", _v("a", "other")), ("c", _v("c"))], "ingest") == ["c"]
     a = store.get("a")
@@ -73,8 +91,7 @@ def test_register_inserts_only_absent_versions(tmp_path: Path) -> None:
     assert set(store.get_many(["a", "c", "nope"])) == {"a", "c"}
 
 
-def test_claim_transitions_are_conditional(tmp_path: Path) -> None:
-    store = SqliteStateStore(tmp_path / "s.sqlite")
+def test_claim_transitions_are_conditional(store) -> None:
     store.register([("a", _v("a")), ("b", _v("b"))], "t")
     assert set(store.claim(["a", "b"], "run1")) == {"a", "b"}
     # Held by a live claimant (this process): another run gets nothing.
@@ -110,8 +127,7 @@ def test_claim_transitions_are_conditional(tmp_path: Path) -> None:
     assert back is not None and (back.status, back.claimed_by) == (PENDING, None)
 
 
-def test_violations_are_an_index_of_the_current_verdicts(tmp_path: Path) -> None:
-    store = SqliteStateStore(tmp_path / "s.sqlite")
+def test_violations_are_an_index_of_the_current_verdicts(store) -> None:
     store.register([(k, _v(k)) for k in "abc"], "t")
     store.record_verdicts(["a", "b", "c"], ["has_audio", "landscape"], {"has_audio": ["a", "b"]})
     counts = store.violation_counts(["has_audio", "landscape", "never_checked"])
@@ -140,8 +156,7 @@ def test_a_claim_held_by_a_dead_process_of_this_host_is_taken_over(tmp_path: Pat
     assert set(store.claim(["a"], "next-run")) == {"a"}
 
 
-def test_incidents_upsert_supersede_resolve_and_are_recorded_once_per_run(tmp_path: Path) -> None:
-    store = SqliteStateStore(tmp_path / "s.sqlite")
+def test_incidents_upsert_supersede_resolve_and_are_recorded_once_per_run(store) -> None:
     store.register([("a", _v("a"))], "t")
     store.claim(["a"], "r1")
     store.mark_failed({"a": ("corrupt_media", "boom")}, "r1")
@@ -167,10 +182,7 @@ def test_incidents_upsert_supersede_resolve_and_are_recorded_once_per_run(tmp_pa
     assert {store.get_incident(i).status for i in ("i1", "i2")} == {RESOLVED}  # type: ignore[union-attr]
 
 
-def test_a_crash_marks_unfinished_versions_failed_and_due_redrives_are_bounded(
-    tmp_path: Path,
-) -> None:
-    store = SqliteStateStore(tmp_path / "s.sqlite")
+def test_a_crash_marks_unfinished_versions_failed_and_due_redrives_are_bounded(store) -> None:
     store.register([("a", _v("a")), ("b", _v("b")), ("c", _v("c"))], "t")
     store.claim(["a", "b"], "crashed")
     store.claim(["c"], "other")
@@ -409,3 +421,159 @@ def test_state_views_keep_their_columns(tmp_path: Path, view: str) -> None:
     """The first release's columns, in its order: every documented query still works."""
     cols, _ = Catalog(tmp_path).query(f"SELECT * FROM {view}")
     assert cols == list(_expected(view)[0])
+
+
+# --- more of the contract: API jobs, what /metrics reads, racing writers ---------------------
+
+
+def test_upload_jobs_and_the_newest_version_of_their_objects(store) -> None:
+    from edvmp_pipeline.catalog.upload_jobs import UploadJob
+
+    t0 = datetime(2026, 3, 1, tzinfo=UTC)
+    for i, owner in enumerate(["alice", "bob", "alice"]):
+        store.create_upload_job(
+            UploadJob(f"job{i}", owner, "uploads", f"api/job{i}/c.mp4", "c.mp4", "video/mp4",
+                      None, t0 + timedelta(seconds=i), t0 + timedelta(hours=1))
+        )  # fmt: skip
+    assert [j.job_id for j in store.upload_jobs_of("alice", limit=10)] == ["job2", "job0"]
+    assert [j.job_id for j in store.upload_jobs_of("alice", limit=1)] == ["job2"]
+    job = store.upload_job("job1")
+    assert job is not None and (job.owner, job.created_at) == ("bob", t0 + timedelta(seconds=1))
+    assert store.upload_job("nope") is None
+    # The same key uploaded twice: the newer version (by upload time) is the job's.
+    old = ObjectVersion("s3://uploads", "api/job0/c.mp4", "e1", 5, t0)
+    new = ObjectVersion("s3://uploads", "api/job0/c.mp4", "e2", 6, t0 + timedelta(minutes=1))
+    store.register([("v-new", new), ("v-old", old)], "sensor")
+    found = store.newest_versions_of("s3://uploads", ["api/job0/c.mp4", "api/job1/c.mp4"])
+    assert list(found) == ["api/job0/c.mp4"] and found["api/job0/c.mp4"].etag == "e2"
+    # Incidents of an owner's uploads only.
+    store.claim(["v-new"], "r1")
+    store.mark_failed({"v-new": ("corrupt_media", "bad")}, "r1")
+    incident = _incident("v-new", "i-new")
+    store.record_incidents("r1", [dataclasses.replace(incident, version=new)], {})
+    assert [i.incident_id for i in store.recent_incidents(limit=10, owner="alice")] == ["i-new"]
+    assert store.recent_incidents(limit=10, owner="bob") == []
+    assert [i.incident_id for i in store.recent_incidents(limit=10)] == ["i-new"]
+    assert store.recent_incidents(limit=10, open_only=True)[0].status == OPEN
+
+
+def test_counts_lag_and_counters_follow_every_transition(store) -> None:
+    from edvmp_pipeline.catalog import operational_counters as counters
+
+    uploaded = datetime.now(UTC) - timedelta(minutes=10)
+    store.register([(k, ObjectVersion("s3://u", k, "e", 1, uploaded)) for k in "abcd"], "t")
+    assert store.status_counts() == {PENDING: 4, RUNNING: 0, SUCCEEDED: 0, FAILED: 0}
+    lag = store.oldest_unprocessed()
+    assert lag is not None and abs((lag - uploaded).total_seconds()) < 1
+    store.claim(["a", "b", "c"], "r1")
+    store.mark_probed(["a"], "r1", result_file="f", probe_seconds={"a": 0.07})
+    store.mark_succeeded(["a"], "r1")
+    store.mark_failed({"b": ("corrupt_media", "x")}, "r1")
+    store.release(["c"], "r1")
+    assert store.status_counts() == {PENDING: 2, RUNNING: 0, SUCCEEDED: 1, FAILED: 1}
+    rows = store.operational_counters()
+    finished = {r.labels["status"]: r.value for r in rows if r.name == counters.FINISHED}
+    assert finished == {SUCCEEDED: 1.0, FAILED: 1.0}
+    probe = counters.histogram(rows, counters.PROBE_DURATION, counters.PROBE_BUCKETS)
+    assert probe.count == 1 and abs(probe.total - 0.07) < 1e-9
+    latency = counters.histogram(rows, counters.UPLOAD_TO_SUCCEEDED, counters.LATENCY_BUCKETS)
+    assert latency.count == 1 and 590 < latency.total < 700
+    store.claim(["c", "d"], "r2")
+    store.mark_succeeded(["c", "d"], "r2")
+    assert store.oldest_unprocessed() is None
+    assert store.status_counts()[SUCCEEDED] == 3
+
+
+def test_late_and_duplicated_writes_never_overwrite_a_newer_state(store) -> None:
+    store.register([("a", _v("a"))], "sensor")
+    # A duplicated (or late) event registers nothing new.
+    assert store.register([("a", _v("a"))], "sqs") == []
+    store.claim(["a"], "r1")
+    store.mark_failed({"a": ("store_unreachable", "500")}, "r1")
+    assert set(store.claim(["a"], "redrive")) == {"a"}
+    assert store.mark_succeeded(["a"], "redrive") == ["a"]
+    # The first run, late, cannot move the version again.
+    assert store.mark_failed({"a": ("unknown", "late")}, "r1") == []
+    assert store.mark_succeeded(["a"], "r1") == []
+    state = store.get("a")
+    assert state is not None and (state.status, state.run_id, state.attempts) == (
+        SUCCEEDED, "redrive", 2,
+    )  # fmt: skip
+
+
+def test_writers_racing_on_the_same_versions_leave_one_outcome(store, tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    keys = [f"k{i}" for i in range(12)]
+    store.register([(k, _v(k)) for k in keys], "t")
+
+    def contender(n: int) -> set[str]:
+        # Each thread its own store object (its own connection or client), as processes are.
+        mine = _same_store(store, tmp_path)
+        claimed = set(mine.claim(keys, f"run{n}"))
+        mine.mark_succeeded(sorted(claimed), f"run{n}")
+        return claimed
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(contender, range(4)))
+    winners = [k for claimed in results for k in claimed]
+    assert sorted(winners) == sorted(keys), "every version claimed exactly once"
+    states = store.get_many(keys)
+    assert {s.status for s in states.values()} == {SUCCEEDED}
+    assert {s.attempts for s in states.values()} == {1}
+    assert store.status_counts()[SUCCEEDED] == len(keys)
+
+
+def _same_store(store, tmp_path: Path):
+    if isinstance(store, SqliteStateStore):
+        return SqliteStateStore(store.path)
+    from edvmp_pipeline.catalog.dynamodb_state import DynamoDbStateStore
+
+    return DynamoDbStateStore(
+        table_prefix=store.prefix, endpoint_url=os.environ["EDVMP_DYNAMODB_ENDPOINT_URL"]
+    )
+
+
+def test_throttling_is_retried_with_backoff_and_lost_conditions_are_not() -> None:
+    from botocore.exceptions import ClientError
+
+    from edvmp_pipeline.catalog.dynamodb_state import ConditionLost, retrying
+    from edvmp_pipeline.domain.errors import StoreUnreachable
+
+    def error(code: str, reasons: list[str] | None = None) -> ClientError:
+        response: dict = {"Error": {"Code": code, "Message": code}}
+        if reasons is not None:
+            response["CancellationReasons"] = [{"Code": r} for r in reasons]
+        return ClientError(response, "TransactWriteItems")
+
+    naps: list[float] = []
+    answers = iter(
+        [
+            error("ProvisionedThroughputExceededException"),
+            error("ThrottlingException"),
+            error("TransactionCanceledException", ["ThrottlingError", "None"]),
+            "done",
+        ]
+    )
+
+    def call() -> str:
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert retrying(call, sleep=naps.append) == "done"
+    assert len(naps) == 3 and naps[0] < naps[2], "exponential backoff"
+    with pytest.raises(ConditionLost):
+        retrying(
+            lambda: (_ for _ in ()).throw(
+                error("TransactionCanceledException", ["ConditionalCheckFailed", "None"])
+            ),
+            sleep=naps.append,
+        )
+    with pytest.raises(StoreUnreachable, match="kept throttling"):
+        retrying(
+            lambda: (_ for _ in ()).throw(error("ThrottlingException")),
+            attempts=3,
+            sleep=lambda _s: None,
+        )

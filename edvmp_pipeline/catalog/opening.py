@@ -14,10 +14,15 @@ from edvmp_pipeline.settings import catalog_root, edvmp_home
 
 
 def catalog_exists(root: Path) -> bool:
-    """A catalog (this release's state store, or a first-release one to migrate) is there."""
+    """A catalog (this release's state store, or a first-release one to migrate) is there.
+
+    With the state in DynamoDB there is no state file: the result tables' folders, which
+    every catalog's set-up creates, mark it instead.
+    """
     if (root / STATE_FILE).is_file():
         return True
-    return root.is_dir() and any((root / name).is_dir() for name in schemas.LEGACY_TABLES)
+    names = (*schemas.LEGACY_TABLES, *schemas.TABLES)
+    return root.is_dir() and any((root / name).is_dir() for name in names)
 
 
 def _unusable(root: Path, exc: OSError) -> ConfigError:

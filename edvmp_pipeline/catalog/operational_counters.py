@@ -77,21 +77,37 @@ def bucket_of(value: float, bounds: Sequence[float]) -> str:
     return "+Inf"
 
 
-def observe(
-    con: sqlite3.Connection, name: str, values: Sequence[float], bounds: Sequence[float]
-) -> None:
-    """Record observations of a histogram, inside the caller's transaction."""
+def histogram_deltas(
+    name: str, values: Sequence[float], bounds: Sequence[float]
+) -> list[tuple[str, dict[str, str], float]]:
+    """The counter increments (name, labels, by) that observing ``values`` makes: one per
+    bucket hit, the sum and the count. Pure, so every state store backend records the same."""
     clean = [max(0.0, v) for v in values if math.isfinite(v)]
     if not clean:
-        return
+        return []
     per_bucket: dict[str, int] = {}
     for v in clean:
         le = bucket_of(v, bounds)
         per_bucket[le] = per_bucket.get(le, 0) + 1
-    for le, n in per_bucket.items():
-        bump(con, f"{name}_bucket", n, {"le": le})
-    bump(con, f"{name}_sum", sum(clean))
-    bump(con, f"{name}_count", len(clean))
+    deltas: list[tuple[str, dict[str, str], float]] = [
+        (f"{name}_bucket", {"le": le}, float(n)) for le, n in per_bucket.items()
+    ]
+    deltas.append((f"{name}_sum", {}, sum(clean)))
+    deltas.append((f"{name}_count", {}, float(len(clean))))
+    return deltas
+
+
+def label_text(labels: Mapping[str, str] | None) -> str:
+    """The stored form of a label set (sorted JSON), shared by the backends."""
+    return _labels(labels)
+
+
+def observe(
+    con: sqlite3.Connection, name: str, values: Sequence[float], bounds: Sequence[float]
+) -> None:
+    """Record observations of a histogram, inside the caller's transaction."""
+    for counter, labels, by in histogram_deltas(name, values, bounds):
+        bump(con, counter, by, labels)
 
 
 def read_all(con: sqlite3.Connection) -> list[CounterRow]:

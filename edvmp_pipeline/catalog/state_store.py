@@ -1065,6 +1065,9 @@ class SqliteStateStore:
 
 
 JOB_COLUMNS = _JOB_COLUMNS
+# The stored form of times, for other backends of the same contract.
+datetime_to_us = _us
+us_to_datetime = _dt
 JOB_TIME_COLUMNS = _JOB_TIMES
 INCIDENT_COLUMNS = _INCIDENT_COLUMNS
 INCIDENT_TIME_COLUMNS = _INCIDENT_TIMES

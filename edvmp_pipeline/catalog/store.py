@@ -123,6 +123,27 @@ def _arrow(rows: Iterable[list[tuple]], names: Sequence[str], times: frozenset[s
     return pa.Table.from_arrays(arrays, names=list(names))
 
 
+def open_state_store(root: Path) -> SqliteStateStore:
+    """The state store ``EDVMP_STATE`` names: SQLite next to the catalog, or DynamoDB.
+
+    Typed as the SQLite store because both implement the same methods (the contract suite in
+    ``test_state_store.py`` runs against each).
+    """
+    from edvmp_pipeline import settings
+
+    if settings.state_backend() == "dynamodb":
+        from edvmp_pipeline.catalog.dynamodb_state import DynamoDbStateStore
+
+        endpoint = settings.dynamodb_endpoint_url()
+        store = DynamoDbStateStore(
+            table_prefix=settings.dynamodb_table_prefix(),
+            endpoint_url=endpoint,
+            create_tables=endpoint is not None,
+        )
+        return store  # type: ignore[return-value]
+    return SqliteStateStore(root / STATE_FILE)
+
+
 class Catalog:
     """The catalog rooted at one folder. Cheap to create; holds no open handles."""
 
@@ -145,7 +166,7 @@ class Catalog:
         """The state store (registry, job state, incidents)."""
         if self._state is None:
             self.root.mkdir(parents=True, exist_ok=True)
-            self._state = SqliteStateStore(self.root / STATE_FILE)
+            self._state = open_state_store(self.root)
         return self._state
 
     @property
