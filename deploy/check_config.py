@@ -5,7 +5,9 @@ Validates the instance file against Dagster's instance schema and each configure
 with every ``env:`` reference resolved from dummy values; validates the workspace file against
 the workspace schema. No AWS access, no database: nothing is constructed that would call out.
 
-Needs the libraries the image installs (deploy/Dockerfile):
+Needs the libraries the image installs (deploy/Dockerfile); the project's dev extra has them
+(``.venv/bin/python deploy/check_config.py``, run by edvmp_pipeline_tests/test_ecs_launcher.py),
+or in a venv of their own:
     python -m venv /tmp/deploy-venv
     /tmp/deploy-venv/bin/pip install "dagster>=1.13,<1.14" "dagster-aws==0.29.*" \
         "dagster-postgres==0.29.*"

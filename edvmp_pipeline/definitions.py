@@ -15,13 +15,13 @@ from edvmp_pipeline.defs.sensors.sqs_sensor import sqs_event_sensor
 from edvmp_pipeline.defs.video_pipeline import build_video_assets
 from edvmp_pipeline.domain.policy import configured_policy
 from edvmp_pipeline.services.progress import ProgressReporter
-from edvmp_pipeline.settings import catalog_root, env_float
+from edvmp_pipeline.settings import catalog_location, env_float
 
 
 def build_resources() -> dict[str, object]:
     """Resources from the environment; each has a local default."""
     return {
-        "catalog": CatalogResource(root=str(catalog_root())),
+        "catalog": CatalogResource(root=catalog_location()),
         "object_store": object_store_from_env(),
         "prober": FfprobeProber(timeout_s=env_float("EDVMP_PROBE_TIMEOUT_S", 60.0)),
         "progress": ProgressReporter(),

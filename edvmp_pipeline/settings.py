@@ -32,10 +32,33 @@ def edvmp_home() -> Path:
     return home
 
 
+def catalog_location() -> str:
+    """``EDVMP_CATALOG`` as given: a folder (default ``$EDVMP_HOME/catalog``) or an
+    ``s3://bucket/prefix`` lake."""
+    value = (os.environ.get("EDVMP_CATALOG") or "").strip()
+    if value.startswith("s3://"):
+        return value
+    return str(catalog_root())
+
+
 def catalog_root() -> Path:
-    """``EDVMP_CATALOG`` (default ``$EDVMP_HOME/catalog``)."""
-    value = os.environ.get("EDVMP_CATALOG")
-    return Path(value).expanduser().resolve() if value else edvmp_home() / "catalog"
+    """The catalog's local folder: ``EDVMP_CATALOG`` when it is a folder (default
+    ``$EDVMP_HOME/catalog``). With an ``s3://`` catalog the result tables are on S3 and this
+    folder holds only what stays local (``state.sqlite`` unless the state is in DynamoDB)."""
+    value = (os.environ.get("EDVMP_CATALOG") or "").strip()
+    if value.startswith("s3://"):
+        return lake_state_dir(value)
+    if value:
+        return Path(value).expanduser().resolve()
+    return edvmp_home() / "catalog"
+
+
+def lake_state_dir(url: str) -> Path:
+    """The local folder of an ``s3://`` catalog: one per lake, so that two lakes used from
+    one home never share a ``state.sqlite``."""
+    from urllib.parse import quote
+
+    return edvmp_home() / "lakes" / quote(url.removeprefix("s3://").strip("/"), safe="")
 
 
 def dagster_home() -> Path:

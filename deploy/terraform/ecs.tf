@@ -71,18 +71,21 @@ locals {
   }
 
   # The pipeline's settings (edvmp_pipeline/settings.py, sensors, summarizers). On AWS there
-  # is no EDVMP_S3_ENDPOINT_URL / EDVMP_SQS_ENDPOINT_URL: boto3 uses the regional endpoints
-  # and the task role.
+  # is no EDVMP_S3_ENDPOINT_URL / EDVMP_SQS_ENDPOINT_URL / EDVMP_DYNAMODB_ENDPOINT_URL: boto3
+  # uses the regional endpoints and the task role.
   edvmp_env = merge(
     {
-      EDVMP_BUCKET         = aws_s3_bucket.this["uploads"].bucket
-      EDVMP_SQS_QUEUE_URL  = aws_sqs_queue.uploads.url
-      EDVMP_OBJECT_SENSOR  = "off"
-      EDVMP_SQS_DLQ_URL    = aws_sqs_queue.dlq.url
-      EDVMP_SUMMARIZER     = local.bedrock_enabled ? "bedrock" : "offline"
-      EDVMP_CATALOG        = local.catalog_root
-      EDVMP_CATALOG_BUCKET = aws_s3_bucket.this["catalog"].bucket
-      EDVMP_DYNAMODB_TABLE = aws_dynamodb_table.results.name
+      EDVMP_BUCKET        = aws_s3_bucket.this["uploads"].bucket
+      EDVMP_SQS_QUEUE_URL = aws_sqs_queue.uploads.url
+      EDVMP_OBJECT_SENSOR = "off"
+      EDVMP_SQS_DLQ_URL   = aws_sqs_queue.dlq.url
+      EDVMP_SUMMARIZER    = local.bedrock_enabled ? "bedrock" : "offline"
+      # The result tables: the Parquet lake on S3 (no shared file system between tasks).
+      EDVMP_CATALOG = local.catalog_url
+      # The job state, incidents and upload jobs: the DynamoDB tables of dynamodb.tf. No
+      # EDVMP_DYNAMODB_ENDPOINT_URL: the regional endpoint, and the store creates no tables.
+      EDVMP_STATE                 = "dynamodb"
+      EDVMP_DYNAMODB_TABLE_PREFIX = local.dynamodb_table_prefix
     },
     # Optional settings: left out when empty, so that the code's defaults apply.
     {
@@ -114,10 +117,6 @@ locals {
     { name = "DAGSTER_PG_PASSWORD", valueFrom = "${aws_secretsmanager_secret.db.arn}:password::" },
   ]
 
-  catalog_mount_points = [
-    { sourceVolume = "catalog", containerPath = local.catalog_mount, readOnly = false },
-  ]
-
   workspace_file = "/opt/dagster/app/workspace.yaml"
 }
 
@@ -137,18 +136,6 @@ resource "aws_ecs_task_definition" "run" {
     cpu_architecture        = var.cpu_architecture
   }
 
-  volume {
-    name = "catalog"
-    efs_volume_configuration {
-      file_system_id     = aws_efs_file_system.catalog.id
-      transit_encryption = "ENABLED"
-      authorization_config {
-        access_point_id = aws_efs_access_point.catalog.id
-        iam             = "ENABLED"
-      }
-    }
-  }
-
   # No command: the launcher overrides it with `dagster api execute_run ...` for container "run".
   container_definitions = jsonencode([
     {
@@ -157,7 +144,6 @@ resource "aws_ecs_task_definition" "run" {
       essential   = true
       environment = [for k in sort(keys(local.run_env)) : { name = k, value = local.run_env[k] }]
       secrets     = local.db_secrets
-      mountPoints = local.catalog_mount_points
       logConfiguration = {
         logDriver = "awslogs"
         options = {
@@ -186,18 +172,6 @@ resource "aws_ecs_task_definition" "user_code" {
     cpu_architecture        = var.cpu_architecture
   }
 
-  volume {
-    name = "catalog"
-    efs_volume_configuration {
-      file_system_id     = aws_efs_file_system.catalog.id
-      transit_encryption = "ENABLED"
-      authorization_config {
-        access_point_id = aws_efs_access_point.catalog.id
-        iam             = "ENABLED"
-      }
-    }
-  }
-
   container_definitions = jsonencode([
     {
       name      = "usercode"
@@ -210,7 +184,6 @@ resource "aws_ecs_task_definition" "user_code" {
       portMappings = [{ containerPort = local.code_server_port, protocol = "tcp" }]
       environment  = [for k in sort(keys(local.user_code_env)) : { name = k, value = local.user_code_env[k] }]
       secrets      = local.db_secrets
-      mountPoints  = local.catalog_mount_points
       healthCheck = {
         command     = ["CMD", "dagster", "api", "grpc-health-check", "-p", tostring(local.code_server_port)]
         interval    = 30
@@ -256,8 +229,6 @@ resource "aws_ecs_service" "user_code" {
   }
 
   depends_on = [
-    aws_efs_mount_target.catalog,
-    aws_efs_file_system_policy.catalog,
     aws_iam_role_policy.runtime,
     aws_iam_role_policy.execution,
     aws_secretsmanager_secret_version.db,

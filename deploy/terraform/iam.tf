@@ -1,3 +1,12 @@
+# ARNs of the lake's bucket and the state tables, spelled out (known at plan time, so that
+# tests/plan.tftest.hcl can check the grants; the resources' own arn attributes are not).
+locals {
+  catalog_bucket_arn = "arn:${local.partition}:s3:::${aws_s3_bucket.this["catalog"].bucket}"
+  state_table_arns = {
+    for k, t in aws_dynamodb_table.state : k => "arn:${local.partition}:dynamodb:${local.region}:${local.account_id}:table/${t.name}"
+  }
+}
+
 # Three roles:
 #   execution  ECS agent: pull the image, write container logs, read the DB secret
 #   control    Dagster webserver + daemon: launch, watch and stop run tasks
@@ -162,17 +171,24 @@ data "aws_iam_policy_document" "runtime" {
     resources = ["${aws_s3_bucket.this["uploads"].arn}/*"]
   }
 
+  # The Parquet lake (EDVMP_CATALOG, edvmp_pipeline/catalog/lake.py): ListObjectsV2 of a
+  # table's files, one PutObject per file (and the If-None-Match compaction lease), GetObject
+  # (and HeadObject) for reads, DeleteObject after compaction. Only under the lake prefix.
   statement {
-    sid       = "CatalogList"
+    sid       = "LakeList"
     actions   = ["s3:ListBucket"]
-    resources = [aws_s3_bucket.this["catalog"].arn]
+    resources = [local.catalog_bucket_arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = [local.catalog_prefix, "${local.catalog_prefix}/*"]
+    }
   }
 
   statement {
-    sid = "CatalogReadWrite"
-    # DeleteObject: compaction replaces small Parquet files once the catalog root is s3://.
+    sid       = "LakeReadWrite"
     actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
-    resources = ["${aws_s3_bucket.this["catalog"].arn}/*"]
+    resources = ["${local.catalog_bucket_arn}/${local.catalog_prefix}/*"]
   }
 
   statement {
@@ -200,26 +216,35 @@ data "aws_iam_policy_document" "runtime" {
     resources = [aws_sqs_queue.dlq.arn]
   }
 
+  # The state store (edvmp_pipeline/catalog/dynamodb_state.py), exactly the calls it makes:
+  # get_item, batch_get_item, put_item, update_item, batch_writer (BatchWriteItem: verdicts,
+  # incident links), transact_write_items of Put and Update items (authorized as PutItem and
+  # UpdateItem; it sends no ConditionCheck or Delete), query on tables and indexes, scan of
+  # versions/incidents (the `edvmp query` views) and meta (the counters). No DeleteItem,
+  # CreateTable or DescribeTable: on AWS the store creates nothing.
   statement {
-    sid = "ResultsTable"
+    sid = "StateItems"
     actions = [
+      "dynamodb:GetItem",
+      "dynamodb:BatchGetItem",
       "dynamodb:PutItem",
       "dynamodb:UpdateItem",
-      "dynamodb:GetItem",
+      "dynamodb:BatchWriteItem",
       "dynamodb:Query",
     ]
-    resources = [aws_dynamodb_table.results.arn]
+    resources = values(local.state_table_arns)
   }
 
   statement {
-    sid       = "CatalogVolume"
-    actions   = ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"]
-    resources = [aws_efs_file_system.catalog.arn]
-    condition {
-      test     = "StringEquals"
-      variable = "elasticfilesystem:AccessPointArn"
-      values   = [aws_efs_access_point.catalog.arn]
-    }
+    sid       = "StateIndexes"
+    actions   = ["dynamodb:Query"]
+    resources = [for arn in values(local.state_table_arns) : "${arn}/index/*"]
+  }
+
+  statement {
+    sid       = "StateScans"
+    actions   = ["dynamodb:Scan"]
+    resources = [for k in ["versions", "incidents", "meta"] : local.state_table_arns[k]]
   }
 
   statement {

@@ -1,9 +1,11 @@
-# edvmp on AWS: uploads bucket -> EventBridge -> SQS -> Dagster (ECS Fargate) -> catalog.
+# edvmp on AWS: uploads bucket -> EventBridge -> SQS -> Dagster (ECS Fargate) -> catalog on S3
+# (Parquet lake) + job state in DynamoDB. No shared file system: every task reaches both by API.
 #
-#   storage.tf  S3 buckets (uploads, catalog, Dagster compute logs), EFS catalog volume, DynamoDB
+#   storage.tf  S3 buckets: uploads, catalog (the Parquet lake, EDVMP_CATALOG=s3://...), logs
+#   dynamodb.tf the state store's DynamoDB tables (EDVMP_STATE=dynamodb)
 #   events.tf   EventBridge rule for "Object Created" on the uploads bucket -> SQS queue + DLQ
 #   rds.tf      Postgres for Dagster's run/event/schedule storage, password in Secrets Manager
-#   network.tf  security groups (tasks, database, EFS)
+#   network.tf  security groups (tasks, database)
 #   iam.tf      task execution role, Dagster control role, edvmp runtime role
 #   ecs.tf      cluster, log group, Cloud Map, webserver / daemon / user-code services, run task
 
@@ -32,10 +34,10 @@ locals {
     logs    = coalesce(var.logs_bucket_name, "${local.name}-dagster-logs-${local.account_id}-${local.region}")
   }
 
-  # The catalog root the code sees. Today the catalog is a folder, shared by the code server
-  # and every run task through EFS; an s3:// root can be set here once the catalog supports it.
-  catalog_mount = "/mnt/catalog"
-  catalog_root  = var.catalog_root != "" ? var.catalog_root : local.catalog_mount
+  # EDVMP_CATALOG: the Parquet lake under one prefix of the catalog bucket, shared by the code
+  # server and every run task (the IAM grants of iam.tf are scoped to this prefix).
+  catalog_prefix = trim(var.catalog_prefix, "/")
+  catalog_url    = "s3://${aws_s3_bucket.this["catalog"].bucket}/${local.catalog_prefix}"
 
   # Bedrock: the summarizer is offline unless a model id is given.
   bedrock_enabled = var.bedrock_model_id != ""

@@ -1,6 +1,7 @@
 # One security group for every ECS task (webserver, daemon, code server and the run tasks,
 # which EcsRunLauncher starts with the daemon's own subnets and security groups), plus one
-# each for the database and the EFS mount targets, open only to the tasks.
+# for the database, open only to the tasks. The catalog (S3) and the state (DynamoDB) are
+# AWS APIs: reached through the egress rule (a NAT gateway or VPC endpoints).
 
 resource "aws_security_group" "tasks" {
   name        = "${local.name}-tasks"
@@ -14,7 +15,7 @@ resource "aws_security_group" "tasks" {
 
 resource "aws_vpc_security_group_egress_rule" "tasks_all" {
   security_group_id = aws_security_group.tasks.id
-  description       = "AWS APIs (S3, SQS, ECR, Logs, Bedrock, ...), RDS, EFS"
+  description       = "AWS APIs (S3, DynamoDB, SQS, ECR, Logs, Bedrock, ...), RDS"
   ip_protocol       = "-1"
   cidr_ipv4         = "0.0.0.0/0"
 }
@@ -64,24 +65,5 @@ resource "aws_vpc_security_group_ingress_rule" "db_from_tasks" {
   ip_protocol                  = "tcp"
   from_port                    = 5432
   to_port                      = 5432
-  referenced_security_group_id = aws_security_group.tasks.id
-}
-
-resource "aws_security_group" "efs" {
-  name        = "${local.name}-efs"
-  description = "edvmp catalog EFS mount targets"
-  vpc_id      = var.vpc_id
-
-  tags = {
-    Name = "${local.name}-efs"
-  }
-}
-
-resource "aws_vpc_security_group_ingress_rule" "efs_from_tasks" {
-  security_group_id            = aws_security_group.efs.id
-  description                  = "NFS from the ECS tasks"
-  ip_protocol                  = "tcp"
-  from_port                    = 2049
-  to_port                      = 2049
   referenced_security_group_id = aws_security_group.tasks.id
 }

@@ -4,18 +4,18 @@ output "uploads_bucket" {
 }
 
 output "catalog_bucket" {
-  description = "Bucket for an s3:// catalog root and catalog exports."
+  description = "Bucket of the Parquet lake."
   value       = aws_s3_bucket.this["catalog"].id
+}
+
+output "catalog_url" {
+  description = "EDVMP_CATALOG of the code server and the runs: the Parquet lake (s3://<bucket>/<prefix>); `edvmp query` reads it with the same value."
+  value       = local.catalog_url
 }
 
 output "compute_logs_bucket" {
   description = "Dagster compute logs (stdout/stderr of each step)."
   value       = aws_s3_bucket.this["logs"].id
-}
-
-output "catalog_file_system_id" {
-  description = "EFS file system mounted at /mnt/catalog in the code server and run tasks."
-  value       = aws_efs_file_system.catalog.id
 }
 
 output "sqs_queue_url" {
@@ -28,9 +28,14 @@ output "sqs_dlq_url" {
   value       = aws_sqs_queue.dlq.url
 }
 
-output "results_table" {
-  description = "DynamoDB results table (partition key: partition_key)."
-  value       = aws_dynamodb_table.results.name
+output "dynamodb_table_prefix" {
+  description = "EDVMP_DYNAMODB_TABLE_PREFIX of the code server and the runs (EDVMP_STATE=dynamodb)."
+  value       = local.dynamodb_table_prefix
+}
+
+output "state_tables" {
+  description = "The state store's DynamoDB tables: logical name => table name."
+  value       = { for k, t in aws_dynamodb_table.state : k => t.name }
 }
 
 output "ecs_cluster" {

@@ -1,4 +1,7 @@
-# ---- S3: uploads (videos), catalog (Parquet), logs (Dagster compute logs) --------------------
+# ---- S3: uploads (videos), catalog (the Parquet lake), logs (Dagster compute logs) -----------
+# The catalog's result tables are Parquet files under s3://<catalog bucket>/<catalog_prefix>/
+# (EDVMP_CATALOG; edvmp_pipeline/catalog/lake.py): each file is one whole PutObject, deleted
+# only after compaction merged it into a newer one. The job state is in DynamoDB (dynamodb.tf).
 
 resource "aws_s3_bucket" "this" {
   for_each = local.bucket_names
@@ -38,7 +41,7 @@ resource "aws_s3_bucket_server_side_encryption_configuration" "this" {
 }
 
 # Uploads and catalog keep object versions (an overwritten video is a new version to process;
-# a compacted catalog file can be recovered). Compute logs do not need versions.
+# a Parquet file deleted by compaction can be recovered for 30 days). Compute logs do not.
 resource "aws_s3_bucket_versioning" "this" {
   for_each = { for k, b in aws_s3_bucket.this : k => b if k != "logs" }
 
@@ -106,6 +109,10 @@ resource "aws_s3_bucket_lifecycle_configuration" "catalog" {
     noncurrent_version_expiration {
       noncurrent_days = 30
     }
+    # Once its noncurrent versions have expired, a deleted file's marker goes too.
+    expiration {
+      expired_object_delete_marker = true
+    }
   }
 
   depends_on = [aws_s3_bucket_versioning.this]
@@ -131,109 +138,4 @@ resource "aws_s3_bucket_lifecycle_configuration" "logs" {
 resource "aws_s3_bucket_notification" "uploads" {
   bucket      = aws_s3_bucket.this["uploads"].id
   eventbridge = true
-}
-
-# ---- EFS: the catalog folder (Parquet tables + DuckDB file) --------------------------------
-# Runs are separate Fargate tasks and the sensors run in the code server: they all read and
-# write one catalog, which today is a folder (Parquet files written atomically by rename).
-
-resource "aws_efs_file_system" "catalog" {
-  creation_token   = "${local.name}-catalog"
-  encrypted        = true
-  performance_mode = "generalPurpose"
-  throughput_mode  = "elastic"
-
-  tags = {
-    Name = "${local.name}-catalog"
-  }
-}
-
-# One mount target per subnet: the subnets must be in different availability zones.
-resource "aws_efs_mount_target" "catalog" {
-  for_each = toset(var.private_subnet_ids)
-
-  file_system_id  = aws_efs_file_system.catalog.id
-  subnet_id       = each.value
-  security_groups = [aws_security_group.efs.id]
-}
-
-resource "aws_efs_access_point" "catalog" {
-  file_system_id = aws_efs_file_system.catalog.id
-
-  # The image's non-root user (deploy/Dockerfile).
-  posix_user {
-    uid = 10001
-    gid = 10001
-  }
-
-  root_directory {
-    path = "/catalog"
-    creation_info {
-      owner_uid   = 10001
-      owner_gid   = 10001
-      permissions = "0750"
-    }
-  }
-
-  tags = {
-    Name = "${local.name}-catalog"
-  }
-}
-
-data "aws_iam_policy_document" "efs" {
-  statement {
-    sid     = "RuntimeRoleThroughAccessPoint"
-    effect  = "Allow"
-    actions = ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"]
-    principals {
-      type        = "AWS"
-      identifiers = [aws_iam_role.runtime.arn]
-    }
-    resources = [aws_efs_file_system.catalog.arn]
-    condition {
-      test     = "StringEquals"
-      variable = "elasticfilesystem:AccessPointArn"
-      values   = [aws_efs_access_point.catalog.arn]
-    }
-  }
-
-  statement {
-    sid     = "DenyInsecureTransport"
-    effect  = "Deny"
-    actions = ["*"]
-    principals {
-      type        = "AWS"
-      identifiers = ["*"]
-    }
-    resources = [aws_efs_file_system.catalog.arn]
-    condition {
-      test     = "Bool"
-      variable = "aws:SecureTransport"
-      values   = ["false"]
-    }
-  }
-}
-
-resource "aws_efs_file_system_policy" "catalog" {
-  file_system_id = aws_efs_file_system.catalog.id
-  policy         = data.aws_iam_policy_document.efs.json
-}
-
-# ---- DynamoDB: results store of the AWS results mode -----------------------------------------
-
-resource "aws_dynamodb_table" "results" {
-  name         = "${replace(local.name, "-", "_")}_results"
-  billing_mode = "PAY_PER_REQUEST"
-  hash_key     = "partition_key"
-
-  attribute {
-    name = "partition_key"
-    type = "S"
-  }
-
-  point_in_time_recovery {
-    enabled = true
-  }
-
-  deletion_protection_enabled = var.deletion_protection
 }

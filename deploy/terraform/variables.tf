@@ -7,7 +7,7 @@ variable "region" {
 }
 
 variable "name_prefix" {
-  description = "Prefix of every resource name (also the DynamoDB table: <prefix>_results)."
+  description = "Prefix of every resource name (also of the DynamoDB tables: <prefix>-versions, <prefix>-incidents, ...)."
   type        = string
   default     = "edvmp"
 
@@ -24,12 +24,12 @@ variable "tags" {
 }
 
 variable "vpc_id" {
-  description = "VPC for the ECS tasks, RDS and EFS."
+  description = "VPC for the ECS tasks and RDS."
   type        = string
 }
 
 variable "private_subnet_ids" {
-  description = "Private subnets (two or more, in different AZs) for tasks, RDS and EFS. They need a route to ECR, S3, SQS, CloudWatch Logs, Secrets Manager, DynamoDB and Bedrock (a NAT gateway or VPC endpoints)."
+  description = "Private subnets (two or more, in different AZs) for the tasks and RDS. They need a route to ECR, S3, SQS, CloudWatch Logs, Secrets Manager, DynamoDB and Bedrock (a NAT gateway or VPC endpoints)."
   type        = list(string)
 
   validation {
@@ -100,10 +100,15 @@ variable "bedrock_model_arns" {
   default     = []
 }
 
-variable "catalog_root" {
-  description = "EDVMP_CATALOG. Empty: the EFS volume mounted at /mnt/catalog (shared by the code server and every run)."
+variable "catalog_prefix" {
+  description = "Key prefix of the Parquet lake in the catalog bucket: EDVMP_CATALOG=s3://<catalog bucket>/<catalog_prefix>. The runtime role may read and write only under it."
   type        = string
-  default     = ""
+  default     = "lake"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9._-]+)*/?$", var.catalog_prefix))
+    error_message = "catalog_prefix: a non-empty key prefix such as \"lake\" or \"edvmp/lake\" (letters, digits, '.', '_', '-', '/')."
+  }
 }
 
 variable "extra_environment" {
@@ -245,7 +250,7 @@ variable "db_backup_retention_days" {
 }
 
 variable "deletion_protection" {
-  description = "Protect the database from deletion (set false, apply, then destroy)."
+  description = "Protect the database and the DynamoDB state tables from deletion (set false, apply, then destroy)."
   type        = bool
   default     = true
 }

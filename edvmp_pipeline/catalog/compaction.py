@@ -22,11 +22,9 @@ Safety:
 
 from __future__ import annotations
 
-import fcntl
 import re
 import uuid
 from collections.abc import Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,30 +32,30 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from edvmp_pipeline.catalog import schemas
-from edvmp_pipeline.catalog.parquet_files import (
-    SCHEMA_FILE,
-    data_files,
-    sweep_temp_files,
-    utc_stamp,
-    write_atomically,
-)
+from edvmp_pipeline.catalog.lake import Lake, LocalLake, file_name
+from edvmp_pipeline.catalog.parquet_files import SCHEMA_FILE, sweep_temp_files, utc_stamp
 
 FANOUT_L0 = 32
 FANOUT = 8
 # Rows per row group of a merged file: sorted by partition key, so a keyed read skips the
 # row groups whose min/max exclude the key.
 ROW_GROUP_ROWS = 16_384
-LOCK_FILE = ".compaction.lock"
 _LEVEL = re.compile(r"^L(\d+)-")
 
 
-def level_of(path: Path) -> int:
+def level_of(path: Path | str) -> int:
     """The compaction level a data file belongs to (0 = written by a run)."""
-    match = _LEVEL.match(path.name)
+    name = file_name(path)
+    match = _LEVEL.match(name)
     if match:
         return int(match.group(1))
     # `edvmp compact` of the first release wrote "compacted-…" files.
-    return 1 if path.name.startswith("compacted-") else 0
+    return 1 if name.startswith("compacted-") else 0
+
+
+def as_lake(where: Path | Lake) -> Lake:
+    """A catalog root folder as its local lake (callers may pass either)."""
+    return where if not isinstance(where, Path) else LocalLake(where)
 
 
 def file_budget(versions: int) -> int:
@@ -79,21 +77,6 @@ class CompactionResult:
     rows: int
 
 
-@contextmanager
-def _table_lock(folder: Path, *, wait: bool):
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / LOCK_FILE, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """``table`` with exactly ``schema``'s columns (files of older releases lack new ones)."""
     columns = []
@@ -105,11 +88,15 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def merge(table: str, files: Sequence[Path]) -> pa.Table:
+def merge(table: str, files: Sequence[Path | str], lake: Lake | None = None) -> pa.Table:
     """The rows of ``files``, newest per key only, sorted by key."""
     schema = schemas.TABLES[table]
     keys, newest = schemas.DEDUPE[table]
-    data = pa.concat_tables([conform(pq.ParquetFile(p).read(), schema) for p in files])
+
+    def read(p: Path | str) -> pa.Table:
+        return lake.read(str(p)) if lake is not None else pq.ParquetFile(p).read()
+
+    data = pa.concat_tables([conform(read(p), schema) for p in files])
     # Oldest first, so that the highest row number of each key is its newest row.
     data = data.sort_by([(newest, "ascending", "at_start")])
     data = data.append_column("_row", pa.array(range(data.num_rows), pa.int64()))
@@ -127,18 +114,18 @@ def level_for_rows(rows: int) -> int:
     return level
 
 
-def _merge_level(folder: Path, table: str, level: int, files: Sequence[Path]) -> int:
-    merged = merge(table, files)
+def _merge_level(lake: Lake, table: str, level: int, files: Sequence[str]) -> int:
+    merged = merge(table, files, lake)
     target_level = max(level + 1, level_for_rows(merged.num_rows))
-    target = folder / f"L{target_level}-{utc_stamp()}-{uuid.uuid4().hex[:12]}.parquet"
-    write_atomically(merged, target, row_group_size=ROW_GROUP_ROWS)
+    name = f"L{target_level}-{utc_stamp()}-{uuid.uuid4().hex[:12]}.parquet"
+    lake.write(table, name, merged, row_group_size=ROW_GROUP_ROWS)
     for p in files:
-        p.unlink(missing_ok=True)
+        lake.delete(p)
     return merged.num_rows
 
 
-def _due_levels(files: Sequence[Path], *, everything: bool) -> dict[int, list[Path]]:
-    by_level: dict[int, list[Path]] = {}
+def _due_levels(files: Sequence[str], *, everything: bool) -> dict[int, list[str]]:
+    by_level: dict[int, list[str]] = {}
     for p in files:
         by_level.setdefault(level_of(p), []).append(p)
     if everything:
@@ -150,51 +137,53 @@ def _due_levels(files: Sequence[Path], *, everything: bool) -> dict[int, list[Pa
     }
 
 
-def maybe_compact(root: Path, table: str) -> bool:
+def maybe_compact(root: Path | Lake, table: str) -> bool:
     """Merge the levels of ``table`` that are full; never waits for another compaction.
 
     Called by every writer after it appends; costs one directory listing when nothing is
     due. Returns True when something was merged.
     """
-    folder = root / table
-    if not _due_levels(data_files(folder), everything=False):
+    lake = as_lake(root)
+    if not _due_levels(lake.files(table), everything=False):
         return False
-    with _table_lock(folder, wait=False) as locked:
+    with lake.lease(table, wait=False) as locked:
         if not locked:
             return False
         merged_any = False
         level = 0
         while True:
             # Re-list under the lock: another compaction may have finished meanwhile.
-            due = _due_levels(data_files(folder), everything=False)
+            due = _due_levels(lake.files(table), everything=False)
             ready = sorted(lvl for lvl in due if lvl >= level)
             if not ready:
                 return merged_any
             level = ready[0]
-            _merge_level(folder, table, level, sorted(due[level]))
+            _merge_level(lake, table, level, sorted(due[level]))
             merged_any = True
 
 
-def compact_table(root: Path, table: str, *, min_files: int = 2) -> CompactionResult:
+def compact_table(root: Path | Lake, table: str, *, min_files: int = 2) -> CompactionResult:
     """Merge every data file of ``table`` into one when it has at least ``min_files``."""
-    folder = root / table
-    with _table_lock(folder, wait=True):
-        files = data_files(folder)
+    lake = as_lake(root)
+    with lake.lease(table, wait=True):
+        files = lake.files(table)
         if len(files) < max(2, min_files):
             return CompactionResult(table, len(files), len(files), -1)
         top = max(level_of(p) for p in files)
-        rows = _merge_level(folder, table, top, files)
-        return CompactionResult(table, len(files), len(data_files(folder)), rows)
+        rows = _merge_level(lake, table, top, files)
+        return CompactionResult(table, len(files), len(lake.files(table)), rows)
 
 
-def compact(root: Path, *, min_files: int = 2) -> list[CompactionResult]:
+def compact(root: Path | Lake, *, min_files: int = 2) -> list[CompactionResult]:
     """Compact every result table at ``root`` fully (and sweep stale temp files).
 
     Never needed for the file count (writers keep it bounded); useful before copying a
     catalog elsewhere, or to fold the duplicates of heavy re-processing.
     """
-    sweep_temp_files(root)
-    return [compact_table(root, t, min_files=min_files) for t in schemas.TABLES]
+    lake = as_lake(root)
+    if lake.local_root is not None:
+        sweep_temp_files(lake.local_root)
+    return [compact_table(lake, t, min_files=min_files) for t in schemas.TABLES]
 
 
 __all__ = [

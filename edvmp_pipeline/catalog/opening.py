@@ -10,7 +10,7 @@ from edvmp_pipeline.catalog import schemas
 from edvmp_pipeline.catalog.state_store import STATE_FILE
 from edvmp_pipeline.catalog.store import Catalog
 from edvmp_pipeline.domain.errors import ConfigError
-from edvmp_pipeline.settings import catalog_root, edvmp_home
+from edvmp_pipeline.settings import catalog_location, catalog_root, edvmp_home
 
 
 def catalog_exists(root: Path) -> bool:
@@ -40,6 +40,10 @@ def open_catalog(*, create: bool) -> Catalog:
     where it was looked for. Either way a path that cannot hold it (a file in the way, no
     permission, a read-only file system) is a :class:`ConfigError`, not an internal error.
     """
+    location = catalog_location()
+    if location.startswith("s3://"):
+        # The bucket is checked when the catalog is opened (a missing one is a ConfigError).
+        return Catalog(location).ensure()
     root = catalog_root()
     if not create and not catalog_exists(root):
         raise ConfigError(

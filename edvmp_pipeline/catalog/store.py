@@ -21,11 +21,11 @@ from typing import Any, TypeVar
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from edvmp_pipeline.catalog import schemas
 from edvmp_pipeline.catalog.compaction import maybe_compact
-from edvmp_pipeline.catalog.parquet_files import append_rows, data_files, ensure_table, new_stem
+from edvmp_pipeline.catalog.lake import Lake, LocalLake, open_lake
+from edvmp_pipeline.catalog.parquet_files import new_stem, rows_table
 from edvmp_pipeline.catalog.read_only_sql import require_read_only
 from edvmp_pipeline.catalog.state_store import (
     FAILED,
@@ -67,7 +67,15 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-_VANISHED = ("No such file", "No files found", "Cannot open file", "could not be opened")
+_VANISHED = (
+    "No such file",
+    "No files found",
+    "Cannot open file",
+    "could not be opened",
+    # pyarrow on S3 (the lake), directly or through DuckDB's Arrow scan
+    "NoSuchKey",
+    "does not exist",
+)
 
 
 def retry_on_vanished_file(fn: Callable[[], T], *, attempts: int = 5) -> T:
@@ -79,7 +87,7 @@ def retry_on_vanished_file(fn: Callable[[], T], *, attempts: int = 5) -> T:
     for attempt in range(attempts):
         try:
             return fn()
-        except duckdb.IOException as exc:
+        except (duckdb.IOException, duckdb.InvalidInputException, OSError) as exc:
             if attempt == attempts - 1 or not any(s in str(exc) for s in _VANISHED):
                 raise
             time.sleep(0.01 * (attempt + 1))
@@ -148,17 +156,48 @@ class Catalog:
     """The catalog rooted at one folder. Cheap to create; holds no open handles."""
 
     def __init__(self, root: Path | str) -> None:
-        self.root = Path(root).expanduser().resolve()
+        text = str(root)
+        self.lake: Lake
+        if text.startswith("s3://"):
+            from edvmp_pipeline.settings import lake_state_dir
+
+            # Result tables on S3; what stays local (state.sqlite, query spill) beside.
+            self.lake = open_lake(text)
+            self.root = lake_state_dir(text)
+        else:
+            self.root = Path(root).expanduser().resolve()
+            self.lake = LocalLake(self.root)
         self._state: SqliteStateStore | None = None
+        self._ensured = False
+
+    @property
+    def location(self) -> str:
+        """Where the result tables are (a folder or ``s3://bucket/prefix``), for messages."""
+        return self.lake.url
+
+    @property
+    def on_s3(self) -> bool:
+        return self.lake.local_root is None
 
     # -- set-up ---------------------------------------------------------------------------
     def ensure(self) -> Catalog:
-        """Create the table folders and the state store; migrate a first-release catalog."""
-        for name, schema in schemas.TABLES.items():
-            ensure_table(self.root, name, schema)
-        from edvmp_pipeline.catalog.migration import migrate_if_needed
+        """Create the table folders and the state store; migrate a first-release catalog.
 
-        migrate_if_needed(self.root, self.state)
+        For an S3 lake: check once that the bucket answers (a missing bucket or a wrong
+        endpoint is a one-line error here, not a traceback at the first write).
+        """
+        if self._ensured:
+            return self
+        if self.on_s3:
+            self.lake.exists()
+            self.root.mkdir(parents=True, exist_ok=True)
+        for name, schema in schemas.TABLES.items():
+            self.lake.ensure(name, schema)
+        if not self.on_s3:
+            from edvmp_pipeline.catalog.migration import migrate_if_needed
+
+            migrate_if_needed(self.root, self.state)
+        self._ensured = True
         return self
 
     @property
@@ -182,7 +221,7 @@ class Catalog:
         """
         self.ensure()
         con = duckdb.connect(":memory:")
-        for name, view in result_view_sql(self.root).items():
+        for name, view in self._result_views(con).items():
             con.execute(f"CREATE VIEW {name} AS {view}")
         wanted = {
             name
@@ -206,14 +245,30 @@ class Catalog:
             con.execute(f"CREATE VIEW {name} AS {STATE_VIEW_SQL[name]}")
         return con
 
+    def _result_views(self, con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+        """The result views' SQL on ``con``: over the Parquet files by glob for a folder;
+        for an S3 lake over pyarrow datasets registered on ``con`` (DuckDB scans them
+        through Arrow, reading only the columns and row groups a query needs)."""
+        if not self.on_s3:
+            return result_view_sql(self.root)
+        sources = {}
+        for table, schema in schemas.TABLES.items():
+            name = f"_lake_{table}"
+            con.register(name, self.lake.dataset(table, schema))
+            sources[table] = name
+        return result_view_sql(sources=sources)
+
     def write_database_file(self) -> bool:
         """(Re)create the DuckDB file's result views so other DuckDB clients can open it.
 
         The file holds views over the Parquet tables only; ``jobs``, ``objects`` and
         ``incidents`` live in ``state.sqlite`` (``edvmp query`` shows them, and a DuckDB
         client that can load the ``sqlite`` extension can ATTACH it). Returns False when
-        another process holds the file.
+        another process holds the file, and for an S3 lake (a DuckDB client elsewhere could
+        not read ``s3://`` without the ``httpfs`` extension; Athena or ``edvmp query`` can).
         """
+        if self.on_s3:
+            return False
         self.ensure()
         try:
             con = duckdb.connect(str(self.db_path))
@@ -256,7 +311,7 @@ class Catalog:
         # Only the result tables' folders: the views read nothing else from disk (the state
         # views are Arrow tables already in memory), so neither state.sqlite nor any host
         # file is readable.
-        readable = [self.root / table for table in schemas.TABLES]
+        readable = [self.root / table for table in schemas.TABLES] if not self.on_s3 else []
 
         def run() -> tuple[list[str], list[tuple]]:
             with tempfile.TemporaryDirectory(prefix="edvmp-query-") as spill:
@@ -344,8 +399,11 @@ class Catalog:
     def _append(
         self, table: str, rows: Sequence[Mapping[str, Any]], *, stem: str | None = None
     ) -> None:
-        if append_rows(self.root, table, schemas.TABLES[table], rows, stem=stem) is not None:
-            maybe_compact(self.root, table)
+        if not rows:
+            return
+        data = rows_table(schemas.TABLES[table], rows)
+        self.lake.write(table, f"{stem or new_stem()}.parquet", data)
+        maybe_compact(self.lake, table)
 
     def write_results(
         self,
@@ -402,10 +460,11 @@ class Catalog:
         """The newest rows of ``table`` for these versions, searching every file of it."""
         if not partition_keys:
             return [], []
-        folder = self.root / table
+        if self.on_s3:
+            return retry_on_vanished_file(lambda: self._scan_lake_by_key(table, partition_keys))
 
         def run() -> tuple[list[str], list[tuple]]:
-            files = [str(p) for p in data_files(folder)]
+            files = self.lake.files(table)
             if not files:
                 return [], []
             con = duckdb.connect(":memory:")
@@ -420,6 +479,28 @@ class Catalog:
                 con.close()
 
         return retry_on_vanished_file(run)
+
+    def _scan_lake_by_key(
+        self, table: str, partition_keys: Sequence[str]
+    ) -> tuple[list[str], list[tuple]]:
+        """:meth:`_scan_by_key` on S3: pyarrow filters by key (row-group statistics skip the
+        rest of each sorted, merged file), DuckDB keeps the newest row per key."""
+        import pyarrow.dataset as ds
+
+        files = self.lake.files(table)
+        if not files:
+            return [], []
+        wanted = pa.array(list(partition_keys), pa.string())
+        found = self.lake.dataset(table, schemas.TABLES[table], files).to_table(
+            filter=ds.field("partition_key").isin(wanted)
+        )
+        con = duckdb.connect(":memory:")
+        try:
+            con.register("_found", found)
+            cur = con.execute(newest(table, "_found"))
+            return [d[0] for d in cur.description], cur.fetchall()
+        finally:
+            con.close()
 
     def _rows_by_key(self, table: str, partition_keys: Sequence[str]) -> list[dict[str, Any]]:
         """The newest rows of ``table`` (``videos`` or ``streams``) for these versions.
@@ -436,9 +517,8 @@ class Catalog:
         rows: list[dict[str, Any]] = []
         found: set[str] = set()
         for stem, wanted in by_file.items():
-            path = self.root / table / f"{stem}.parquet"
             try:
-                data = pq.ParquetFile(path).read()
+                data = self.lake.read(self.lake.path(table, f"{stem}.parquet"))
             except FileNotFoundError:
                 continue
             mask = pc.is_in(data.column("partition_key"), value_set=pa.array(wanted, pa.string()))
@@ -548,4 +628,4 @@ class Catalog:
 
     def file_count(self) -> int:
         """Data files of every result table (what the benchmark and tests watch)."""
-        return sum(len(data_files(self.root / t)) for t in schemas.TABLES)
+        return sum(len(self.lake.files(t)) for t in schemas.TABLES)

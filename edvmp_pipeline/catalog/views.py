@@ -34,9 +34,17 @@ def newest(table: str, source: str, *, exclude: str = "") -> str:
     )
 
 
-def result_view_sql(root: Path) -> dict[str, str]:
-    """``{view name: SELECT ...}`` of the result views, in dependency order."""
-    src = {t: parquet_source(root, t) for t in schemas.TABLES}
+def result_view_sql(
+    root: Path | None = None, *, sources: dict[str, str] | None = None
+) -> dict[str, str]:
+    """``{view name: SELECT ...}`` of the result views, in dependency order: over the
+    Parquet files under ``root``, or over ``sources`` (table → a relation name, e.g. an Arrow
+    dataset registered on the connection)."""
+    if sources is not None:
+        src = dict(sources)
+    else:
+        assert root is not None
+        src = {t: parquet_source(root, t) for t in schemas.TABLES}
     return {
         "videos": newest("videos", src["videos"], exclude=" EXCLUDE (run_id, ffprobe_json)"),
         # ffprobe's own output for each version (JSON text: json_extract works on it).

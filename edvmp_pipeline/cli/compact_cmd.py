@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 
 from edvmp_pipeline.cli.output import render
-from edvmp_pipeline.settings import catalog_root
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -21,8 +20,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Compact every table and print what changed."""
     from edvmp_pipeline.catalog.compaction import compact
+    from edvmp_pipeline.catalog.opening import open_catalog
 
-    results = compact(catalog_root(), min_files=max(2, args.min_files))
+    results = compact(open_catalog(create=False).lake, min_files=max(2, args.min_files))
     rows = [
         (r.table, r.files_before, r.files_after, r.rows if r.rows >= 0 else "") for r in results
     ]

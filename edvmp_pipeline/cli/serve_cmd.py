@@ -88,7 +88,7 @@ def build_config(*, dev: bool) -> tuple[object, list[str]]:
         )
     store = object_store_from_env()
     config = ApiConfig(
-        catalog=Catalog(settings.catalog_root()).ensure(),
+        catalog=Catalog(settings.catalog_location()).ensure(),
         authenticator=Authenticator(users, secret, settings.api_token_ttl_s()),
         uploads=UploadSettings(
             bucket=settings.uploads_bucket(),

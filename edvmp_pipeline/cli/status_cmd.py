@@ -76,9 +76,9 @@ class _Sources:
 
     def __init__(self) -> None:
         from edvmp_pipeline.catalog.store import Catalog
-        from edvmp_pipeline.settings import catalog_root, dagster_home
+        from edvmp_pipeline.settings import catalog_location, dagster_home
 
-        self.catalog: Catalog = Catalog(catalog_root())
+        self.catalog: Catalog = Catalog(catalog_location())
         self._instance: dg.DagsterInstance | None = None
         self._home = dagster_home()
 
@@ -94,7 +94,9 @@ class _Sources:
         # Never create a catalog to look into it (--wait may start before the first upload).
         from edvmp_pipeline.catalog.opening import catalog_exists
 
-        return self.catalog.job(job) if catalog_exists(self.catalog.root) else None
+        if self.catalog.on_s3 or catalog_exists(self.catalog.root):
+            return self.catalog.job(job)
+        return None
 
     def run_status(self, run_id: str | None) -> str | None:
         """The Dagster status of the run named by the job (shown, and waited for by --wait,
@@ -316,10 +318,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--timeout must be greater than 0")
     if not args.wait:
         from edvmp_pipeline.catalog.opening import catalog_exists
-        from edvmp_pipeline.settings import catalog_root, edvmp_home
+        from edvmp_pipeline.settings import catalog_location, catalog_root, edvmp_home
 
         root = catalog_root()
-        if not catalog_exists(root):
+        if not catalog_location().startswith("s3://") and not catalog_exists(root):
             # Say where it looked: a typo in EDVMP_HOME reads the same as a fresh upload.
             raise ConfigError(
                 f"unknown job: {job} (no catalog at {root} yet, EDVMP_HOME={edvmp_home()}; "

@@ -13,7 +13,7 @@ from edvmp_pipeline.defs.partitions import videos_partitions
 from edvmp_pipeline.defs.run_failures import record_run_failure
 from edvmp_pipeline.defs.tags import RANGE_END_TAG, RANGE_START_TAG, TAG_SOURCE, TAG_TRIGGER
 from edvmp_pipeline.services.progress import ProgressReporter
-from edvmp_pipeline.settings import catalog_root
+from edvmp_pipeline.settings import catalog_location
 
 ADD_PARTITIONS_BATCH = 1000
 PARTITION_PAGE = 1000
@@ -100,7 +100,7 @@ def run_batches(
         if not result.success:
             run = instance.get_run_by_id(result.run_id)
             if run is not None:
-                record_run_failure(instance, run, Catalog(catalog_root()))
+                record_run_failure(instance, run, Catalog(catalog_location()))
     return run_ids
 
 

@@ -82,9 +82,44 @@ run "offline_summarizer_by_default" {
     uploads_prefix   = ""
   }
 
+  # The state store's tables (dynamodb_tables.json = edvmp_pipeline/catalog/dynamodb_tables.py).
   assert {
-    condition     = aws_dynamodb_table.results.name == "edvmp_results" && aws_dynamodb_table.results.hash_key == "partition_key" && aws_dynamodb_table.results.billing_mode == "PAY_PER_REQUEST"
-    error_message = "results table: edvmp_results, partition_key, on demand"
+    condition = toset([for t in aws_dynamodb_table.state : t.name]) == toset([
+      "edvmp-versions", "edvmp-incidents", "edvmp-incident_runs", "edvmp-violations",
+      "edvmp-upload_jobs", "edvmp-meta",
+    ])
+    error_message = "state tables: <prefix>-versions, -incidents, -incident_runs, -violations, -upload_jobs, -meta"
+  }
+
+  assert {
+    condition     = alltrue([for t in aws_dynamodb_table.state : t.billing_mode == "PAY_PER_REQUEST" && t.point_in_time_recovery[0].enabled])
+    error_message = "state tables: on demand, point-in-time recovery"
+  }
+
+  assert {
+    condition = (
+      aws_dynamodb_table.state["versions"].hash_key == "partition_key" && aws_dynamodb_table.state["versions"].range_key == null
+      && aws_dynamodb_table.state["incident_runs"].hash_key == "run_id" && aws_dynamodb_table.state["incident_runs"].range_key == "incident_id"
+      && aws_dynamodb_table.state["violations"].hash_key == "rule_id" && aws_dynamodb_table.state["violations"].range_key == "partition_key"
+    )
+    error_message = "state tables: keys as in dynamodb_tables.py"
+  }
+
+  assert {
+    condition = (
+      toset([for i in aws_dynamodb_table.state["versions"].global_secondary_index : i.name]) == toset(["by_object", "by_run", "by_status"])
+      && toset([for i in aws_dynamodb_table.state["incidents"].global_secondary_index : i.name]) == toset(["by_version", "by_due", "by_fingerprint", "by_class", "by_recency", "by_object"])
+      && length(aws_dynamodb_table.state["meta"].global_secondary_index) == 0
+      && alltrue([for t in aws_dynamodb_table.state : alltrue([for i in t.global_secondary_index : i.projection_type == "ALL"])])
+    )
+    error_message = "state tables: the indexes of dynamodb_tables.py, projecting ALL"
+  }
+
+  assert {
+    condition = one([
+      for i in aws_dynamodb_table.state["versions"].global_secondary_index : i if i.name == "by_status"
+    ]).range_key == "age_us"
+    error_message = "versions.by_status is sorted by age_us"
   }
 
   assert {
@@ -107,10 +142,62 @@ run "offline_summarizer_by_default" {
 
   assert {
     condition = alltrue([
-      for action in ["s3:GetObject", "s3:ListBucket", "s3:PutObject", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:SendMessage", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:Query"] :
+      for action in ["s3:GetObject", "s3:ListBucket", "s3:PutObject", "s3:DeleteObject", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:SendMessage", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:Query", "dynamodb:Scan"] :
       contains(flatten([for st in data.aws_iam_policy_document.runtime.statement : tolist(st.actions)]), action)
     ])
     error_message = "the code server and runs reach S3, SQS and DynamoDB"
+  }
+
+  # Least privilege: the DynamoDB actions the state store calls, and nothing that deletes or
+  # creates tables or items outside a batch; only the control role starts tasks.
+  assert {
+    condition = toset(flatten([
+      for st in data.aws_iam_policy_document.runtime.statement : [for a in st.actions : a if startswith(a, "dynamodb:")]
+      ])) == toset([
+      "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
+      "dynamodb:BatchWriteItem", "dynamodb:Query", "dynamodb:Scan",
+    ])
+    error_message = "runtime role: exactly the DynamoDB actions dynamodb_state.py calls"
+  }
+
+  assert {
+    condition = alltrue(flatten([
+      for st in data.aws_iam_policy_document.runtime.statement : [
+        for r in st.resources : startswith(r, "arn:aws:dynamodb:us-east-1:123456789012:table/edvmp-")
+      ] if anytrue([for a in st.actions : startswith(a, "dynamodb:")])
+    ]))
+    error_message = "runtime role: DynamoDB actions only on the state tables and their indexes"
+  }
+
+  assert {
+    condition = !anytrue(flatten([
+      for st in data.aws_iam_policy_document.control.statement : [for a in st.actions : startswith(a, "dynamodb:")]
+    ]))
+    error_message = "the webserver and daemon have no DynamoDB access"
+  }
+
+  # The lake: objects under the catalog prefix only; listing conditioned on that prefix.
+  assert {
+    condition = alltrue(flatten([
+      for st in data.aws_iam_policy_document.runtime.statement : [
+        for r in st.resources : r == "arn:aws:s3:::edvmp-catalog-123456789012-us-east-1/lake/*"
+      ] if contains(tolist(st.actions), "s3:DeleteObject")
+    ]))
+    error_message = "runtime role: writes and deletes in the catalog bucket only under lake/"
+  }
+
+  assert {
+    condition = toset(flatten([
+      for st in data.aws_iam_policy_document.runtime.statement : [
+        for c in st.condition : tolist(c.values) if c.variable == "s3:prefix"
+      ] if st.sid == "LakeList"
+    ])) == toset(["lake", "lake/*"])
+    error_message = "runtime role: lists the catalog bucket only under lake/"
+  }
+
+  assert {
+    condition     = !anytrue([for st in data.aws_iam_policy_document.runtime.statement : anytrue([for a in st.actions : startswith(a, "elasticfilesystem:")])])
+    error_message = "no EFS any more"
   }
 
   assert {
@@ -160,12 +247,28 @@ run "offline_summarizer_by_default" {
   }
 
   assert {
-    condition     = local.run_env["EDVMP_SQS_QUEUE_URL"] == "https://sqs.us-east-1.amazonaws.com/123456789012/edvmp-uploads" && local.run_env["EDVMP_CATALOG"] == "/mnt/catalog" && local.run_env["EDVMP_BUCKET"] == "edvmp-uploads-123456789012-us-east-1"
+    condition     = local.run_env["EDVMP_SQS_QUEUE_URL"] == "https://sqs.us-east-1.amazonaws.com/123456789012/edvmp-uploads" && local.run_env["EDVMP_BUCKET"] == "edvmp-uploads-123456789012-us-east-1"
     error_message = "pipeline settings reach the runs"
   }
 
   assert {
-    condition     = !anytrue([for k in keys(local.run_env) : startswith(k, "EDVMP_S3_") || k == "EDVMP_SQS_ENDPOINT_URL"])
+    condition = alltrue([
+      for env in [local.run_env, local.user_code_env] :
+      env["EDVMP_CATALOG"] == "s3://edvmp-catalog-123456789012-us-east-1/lake" && env["EDVMP_STATE"] == "dynamodb" && env["EDVMP_DYNAMODB_TABLE_PREFIX"] == "edvmp-"
+    ])
+    error_message = "the runs and the code server: the S3 lake and the DynamoDB state"
+  }
+
+  assert {
+    condition = alltrue([
+      for td in [aws_ecs_task_definition.run, aws_ecs_task_definition.user_code] :
+      length(td.volume) == 0 && !can(jsondecode(td.container_definitions)[0].mountPoints[0])
+    ])
+    error_message = "no volumes: the catalog is on S3, the state in DynamoDB"
+  }
+
+  assert {
+    condition     = !anytrue([for k in keys(local.run_env) : startswith(k, "EDVMP_S3_") || k == "EDVMP_SQS_ENDPOINT_URL" || k == "EDVMP_DYNAMODB_ENDPOINT_URL"])
     error_message = "no endpoint overrides on AWS"
   }
 
@@ -223,5 +326,25 @@ run "bedrock_foundation_model" {
   assert {
     condition     = length(local.bedrock_resource_arns) == 1 && local.bedrock_resource_arns[0] == "arn:aws:bedrock:us-west-2::foundation-model/amazon.nova-lite-v1:0"
     error_message = "a foundation model id maps to its model ARN in the Bedrock region"
+  }
+}
+
+run "catalog_prefix" {
+  command = plan
+
+  variables {
+    catalog_prefix = "edvmp/lake/"
+  }
+
+  assert {
+    condition     = local.run_env["EDVMP_CATALOG"] == "s3://edvmp-catalog-123456789012-us-east-1/edvmp/lake"
+    error_message = "the prefix, without its trailing slash, names the lake"
+  }
+
+  assert {
+    condition = contains(flatten([
+      for st in data.aws_iam_policy_document.runtime.statement : tolist(st.resources)
+    ]), "arn:aws:s3:::edvmp-catalog-123456789012-us-east-1/edvmp/lake/*")
+    error_message = "the grants follow the prefix"
   }
 }
