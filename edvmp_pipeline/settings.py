@@ -48,6 +48,10 @@ def catalog_root() -> Path:
     value = (os.environ.get("EDVMP_CATALOG") or "").strip()
     if value.startswith("s3://"):
         return lake_state_dir(value)
+    if "://" in value:
+        raise ConfigError(
+            f"EDVMP_CATALOG={value!r}: a folder or an s3://bucket/prefix URL, no other scheme"
+        )
     if value:
         return Path(value).expanduser().resolve()
     return edvmp_home() / "catalog"

@@ -211,3 +211,9 @@ def test_the_pipeline_lands_its_results_on_s3(
     again = run_edvmp("ingest", str(library), env=env)
     assert "new 0, already catalogued (skipped) 5, known failures 2" in again.stdout, again.stdout
     assert schemas.TABLES  # the same tables as a local catalog
+
+
+def test_other_url_schemes_are_refused(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDVMP_CATALOG", "gs://bucket/lake")
+    done = run_edvmp("query", "SELECT 1", env={**os.environ})
+    assert done.returncode == 2 and "no other scheme" in done.stderr, done.stderr
