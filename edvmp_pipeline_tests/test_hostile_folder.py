@@ -169,6 +169,23 @@ def test_hostile_entries_are_objects_or_reported_skips(
     assert {v.object_key for v in listing.versions} == HOSTILE_OBJECTS
 
 
+def test_register_lists_the_same_skips_on_stderr(
+    hostile: tuple[Path, Path], home: Path, cli_env: dict[str, str]
+) -> None:
+    folder, _ = hostile
+    done = run_edvmp("register", str(folder), env=cli_env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    # stdout stays partition keys only (scripts feed it to Dagster's CLI).
+    assert len(done.stdout.split()) == len(HOSTILE_OBJECTS), done.stdout
+    skipped = {
+        line.removeprefix("skipped ").split(": ", 1)[0]: line.split(": ", 1)[1]
+        for line in done.stderr.splitlines()
+        if line.startswith("skipped ")
+    }
+    assert set(skipped) == set(HOSTILE_SKIPS), done.stderr
+    assert all(HOSTILE_SKIPS[k] in why for k, why in skipped.items()), done.stderr
+
+
 # --- unreadable files and folders ------------------------------------------------------------
 
 _PR_CAPBSET_DROP = 24

@@ -41,6 +41,20 @@ def run(args: argparse.Namespace) -> int:
         f"{len(report.skipped)} already catalogued",
         file=sys.stderr,
     )
+    # stdout carries only partition keys (or the range); what was not listed goes to stderr.
+    from edvmp_pipeline.cli.output import terminal_safe
+
+    for entry in report.skipped_entries:
+        print(
+            f"skipped {terminal_safe(entry.key)}: {terminal_safe(entry.describe())}",
+            file=sys.stderr,
+        )
+    if report.incomplete:
+        print(
+            f"incomplete: {len(report.incomplete)} entries could not be listed; objects in "
+            "them are not registered",
+            file=sys.stderr,
+        )
     if args.range:
         span = partition_range(get_instance(), report.processed)
         if span is None:
@@ -50,4 +64,4 @@ def run(args: argparse.Namespace) -> int:
     else:
         for pk in report.processed:
             print(pk)
-    return 0
+    return 1 if report.incomplete else 0
