@@ -1,7 +1,7 @@
 """Compliance cost against the size of the policy: rules × versions → seconds.
 
     .venv/bin/python benchmarks/policy_scale.py [--rules 10,100,1000] [--versions 100,1000]
-        [--dagster-rules 0,10,100] [--repeat 3]
+        [--dagster-rules 0,10,50,60,1000,5000] [--repeat 3]
 
 For each (rules, versions) pair, runs what a run's compliance step does, phase by phase, on
 canned ``videos`` rows (no ffprobe, no object store, no Dagster): ``load_policy`` of a
@@ -9,14 +9,17 @@ generated policy of that many rules, ``evaluate_rows`` (every rule on every row)
 ``write_checks`` (the ``checks`` Parquet file, one row per (version, rule)),
 ``record_verdicts`` and ``violation_counts`` (the state store's verdict index, on a fresh
 SQLite catalog whose versions are registered). The table reports the median of ``--repeat``
-tries of each phase; the catalog is new for each try.
+tries of each phase; the catalog is new for each try. This is what bounds ``MAX_RULES``.
 
-``--dagster-rules`` also measures what the compliance checks cost Dagster per run, which
-does not depend on the number of versions: an in-process run, on a SQLite instance in a
-temporary DAGSTER_HOME, of a one-step asset with one asset check per rule (``check_spec``)
-that yields one ``check_result`` per rule. Each check costs the run an "evaluation planned"
-event when the run is created, a step output and the evaluation itself: event-log writes
-that are paid on every run, which is why the policy is limited to ``MAX_RULES`` rules.
+``--dagster-rules`` also measures what the compliance checks cost Dagster per run: for each
+policy size, a fresh process loads the code location with that policy (``EDVMP_POLICY``) and
+ingests the five good videos of the sample library (made by ffmpeg) in one real in-process
+run of the pipeline on a SQLite instance in a temporary ``EDVMP_HOME``. Each asset check costs
+the run an "evaluation planned" event, a step output and the evaluation itself, whatever the
+number of versions; up to ``GROUPING_THRESHOLD`` rules there is one check per rule, above it
+one per severity, so the run's cost stops growing with the policy. ``run_s`` is the Dagster
+run's start to end (probing, evaluating, landing and the event log), ``events`` its event-log
+records, ``extra_s`` the run time over that of the 0-rule run (when measured).
 """
 
 from __future__ import annotations
@@ -165,39 +168,77 @@ def measure(n_rules: int, n_versions: int, repeat: int) -> dict[str, float]:
     return medians
 
 
-def dagster_run_seconds(n_rules: int) -> float:
-    """Wall seconds of one in-process Dagster run whose step reports ``n_rules`` checks."""
+def dagster_child(n_rules: int, library: str, home: str) -> int:
+    """In a fresh process (the code location reads ``EDVMP_POLICY`` at import): load the
+    definitions with a policy of ``n_rules`` rules, ingest ``library`` (one real pipeline run)
+    and print its figures as JSON."""
+    import json
+
+    policy = Path(home) / "policy.yaml"
+    policy.parent.mkdir(parents=True, exist_ok=True)
+    policy.write_text(policy_text(n_rules))
+    os.environ.update({"EDVMP_HOME": home, "EDVMP_POLICY": str(policy)})
+    for name in ("DAGSTER_HOME", "EDVMP_CATALOG", "EDVMP_SUMMARIZER"):
+        os.environ.pop(name, None)
+    warnings.simplefilter("ignore")
     import dagster as dg
 
-    from edvmp_pipeline.defs.compliance import check_result, check_spec
-    from edvmp_pipeline.defs.video_metadata import METADATA_KEY
+    t0 = time.perf_counter()
+    from edvmp_pipeline.definitions import video_assets
 
-    policy = load_policy(policy_text(n_rules), max_rules=None)
+    load_s = time.perf_counter() - t0
+    from edvmp_pipeline.adapters.dagster_instance import get_instance
+    from edvmp_pipeline.defs.in_process_runs import ingest_in_process
 
-    @dg.multi_asset(
-        specs=[dg.AssetSpec(METADATA_KEY)],
-        check_specs=[check_spec(rule) for rule in policy.rules],
+    t0 = time.perf_counter()
+    report = ingest_in_process(library)
+    ingest_s = time.perf_counter() - t0
+    (run_id,) = report.run_ids
+    instance = get_instance()
+    record = instance.get_run_record_by_id(run_id)
+    assert record is not None and record.start_time and record.end_time
+    events = instance.all_logs(run_id)
+    evaluations = [
+        e
+        for e in events
+        if e.dagster_event is not None
+        and e.dagster_event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+    ]
+    out = {
+        "rules": n_rules,
+        "checks": len(video_assets.check_keys),
+        "versions": len(report.succeeded),
+        "load_s": load_s,
+        "run_s": record.end_time - record.start_time,
+        "ingest_s": ingest_s,
+        "events": len(events),
+        "evaluations": len(evaluations),
+        "failed_checks": sum(
+            1
+            for e in evaluations
+            if not e.dagster_event.event_specific_data.passed  # type: ignore[union-attr]
+        ),
+    }
+    print(json.dumps(out))
+    return 0
+
+
+def dagster_run(n_rules: int, library: Path, tmp: Path) -> dict[str, Any]:
+    """The figures of one real pipeline run with a policy of ``n_rules`` rules."""
+    import json
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, __file__, "--dagster-child", str(n_rules), str(library), str(tmp)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+        env={**os.environ, "DAGSTER_DISABLE_TELEMETRY": "1"},
     )
-    def step() -> Any:
-        yield dg.MaterializeResult(asset_key=METADATA_KEY)
-        for rule in policy.rules:
-            yield check_result(rule, None, 0, [])
-
-    with (
-        tempfile.TemporaryDirectory(prefix="edvmp-bench-dagster-") as tmp,
-        dg.DagsterInstance.local_temp(tmp) as instance,
-    ):
-        job = dg.define_asset_job("bench").resolve(
-            asset_graph=dg.Definitions(assets=[step]).resolve_asset_graph()
-        )
-        t0 = time.perf_counter()
-        result = job.execute_in_process(
-            instance=instance,
-            run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
-        )
-        seconds = time.perf_counter() - t0
-        assert result.success
-    return seconds
+    if done.returncode != 0:
+        raise RuntimeError(f"{n_rules} rules: {done.stderr.strip()[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def int_list(text: str) -> list[int]:
@@ -213,11 +254,15 @@ def main() -> int:
     parser.add_argument(
         "--dagster-rules",
         type=int_list,
-        default=[],
-        help="also time one Dagster run per count of checks (e.g. 0,10,100,500)",
+        default=[0, 10, 50, 60, 1000, 5000],
+        help="time one real pipeline run per policy size ('' to skip)",
     )
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--dagster-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.dagster_child:
+        n_rules, library, home = args.dagster_child
+        return dagster_child(int(n_rules), library, home)
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 
     print(f"# compliance step, seconds (median of {args.repeat}), {datetime.now(UTC):%Y-%m-%d}")
@@ -232,16 +277,38 @@ def main() -> int:
             )
 
     if args.dagster_rules:
-        warnings.simplefilter("ignore")
-        print("\n# Dagster, one in-process run on a SQLite instance (any number of versions)")
-        print(f"{'checks':>6} {'run_s':>8} {'ms/check':>9}")
-        base = None
-        for n_rules in args.dagster_rules:
-            seconds = dagster_run_seconds(n_rules)
-            if base is None and n_rules == 0:
-                base = seconds
-            per = (seconds - (base or 0.0)) / n_rules * 1000 if n_rules else 0.0
-            print(f"{n_rules:>6} {seconds:>8.2f} {per:>9.1f}", flush=True)
+        from edvmp_pipeline.devtools.sample_media import generate_samples
+        from edvmp_pipeline.domain.policy import GROUPING_THRESHOLD
+
+        print(
+            f"\n# Dagster: one real pipeline run (`edvmp ingest`, in process, SQLite instance) "
+            f"of the sample library; checks grouped by severity above {GROUPING_THRESHOLD} "
+            "rules"
+        )
+        print(
+            f"{'rules':>6} {'checks':>6} {'versions':>8} {'load_s':>7} {'run_s':>7} "
+            f"{'events':>7} {'extra_s':>8}"
+        )
+        with tempfile.TemporaryDirectory(prefix="edvmp-bench-dagster-") as tmp:
+            library = Path(tmp) / "library"
+            generate_samples(library, broken=False)
+            base: float | None = None
+            for i, n_rules in enumerate(args.dagster_rules):
+                runs = [
+                    dagster_run(n_rules, library, Path(tmp) / f"home{i}-{r}")
+                    for r in range(args.repeat)
+                ]
+                m = {k: statistics.median(r[k] for r in runs) for k in ("load_s", "run_s")}
+                one = runs[0]
+                assert one["evaluations"] == one["checks"], one
+                if base is None and one["checks"] == 0:
+                    base = m["run_s"]
+                extra = f"{m['run_s'] - base:>8.2f}" if base is not None else f"{'':>8}"
+                print(
+                    f"{n_rules:>6} {one['checks']:>6} {one['versions']:>8} {m['load_s']:>7.2f} "
+                    f"{m['run_s']:>7.2f} {one['events']:>7} {extra}",
+                    flush=True,
+                )
     return 0
 
 

@@ -9,12 +9,20 @@ from pathlib import Path
 import dagster as dg
 
 from edvmp_pipeline.adapters.dagster_instance import get_instance
+from edvmp_pipeline.adapters.summarizers import summarizer_from_env
 from edvmp_pipeline.catalog.store import Catalog
 from edvmp_pipeline.definitions import build_resources, defs, video_assets
 from edvmp_pipeline.defs.batch_runs import add_partitions
 from edvmp_pipeline.defs.in_process_runs import ingest_in_process as ingest
-from edvmp_pipeline.defs.jobs import INGEST_JOB
-from edvmp_pipeline.domain.policy import check_name_for, load_default_policy
+from edvmp_pipeline.defs.jobs import INGEST_JOB, ingest_job
+from edvmp_pipeline.defs.video_pipeline import build_video_assets
+from edvmp_pipeline.domain.policy import (
+    GROUPING_THRESHOLD,
+    MAX_RULES,
+    check_name_for,
+    load_default_policy,
+    load_policy,
+)
 from edvmp_pipeline_tests.cli_support import SAMPLE_GOOD, run_edvmp
 
 REPO = Path(__file__).resolve().parent.parent
@@ -291,3 +299,171 @@ def test_hyphenated_rule_ids_keep_their_id_and_get_a_derived_check_name(
     checked = run_edvmp("check", "--policy", str(policy), "--format", "json", env=env)
     assert checked.returncode == 1, checked.stderr  # has-audio is an error-severity rule
     assert '"rule_id": "has-audio"' in checked.stdout
+
+
+# -- big policies: one check per severity past GROUPING_THRESHOLD (item 9) ------------------
+
+
+def _big_policy(n: int) -> str:
+    """``n`` rules: ``has-audio`` (error; the silent screencast fails it), ``too-long`` (error;
+    every sample is longer than 1 s), and passing rules of both severities for the rest."""
+    lines = [
+        "rules:",
+        "  - {id: has-audio, field: n_audio_streams, min: 1, severity: error}",
+        "  - {id: too-long, field: duration_s, max: 1, severity: error}",
+    ]
+    for i in range(2, n):
+        severity = "error" if i % 3 == 0 else "warn"
+        lines.append(
+            f"  - {{id: ok-{i}, field: duration_s, max: {3600 + i}, severity: {severity}}}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def test_a_policy_past_the_threshold_reports_one_check_per_severity(
+    library: Path, home: Path, tmp_path: Path
+) -> None:
+    shutil.rmtree(library / "broken")
+    policy = tmp_path / "big.yaml"
+    policy.write_text(_big_policy(60))
+    n_error = 2 + len([i for i in range(2, 60) if i % 3 == 0])
+    env = {**os.environ, "EDVMP_HOME": str(home), "EDVMP_POLICY": str(policy)}
+    done = run_edvmp("ingest", str(library), env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    # Every (version, rule) verdict is in the catalog as before.
+    cat = Catalog(home / "catalog")
+    _, rows = cat.query("SELECT count(*), count(*) FILTER (WHERE NOT passed) FROM checks")
+    assert rows == [(len(GOOD) * 60, len(GOOD) + 1)]
+
+    instance = get_instance()
+    (run,) = instance.get_runs()
+    evaluations = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    assert sorted(e.dagster_event.event_specific_data.check_name for e in evaluations) == [  # type: ignore[union-attr]
+        "policy_error",
+        "policy_warn",
+    ]
+    for rule_id in ("has-audio", "too-long", "ok-2"):
+        key = dg.AssetCheckKey(METADATA, check_name_for(rule_id))
+        assert instance.get_latest_asset_check_evaluation_record(key) is None
+
+    errors = _evaluation(instance, "policy_error")
+    assert (errors.passed, errors.severity) == (False, dg.AssetCheckSeverity.ERROR)
+    meta = {k: v.value for k, v in errors.metadata.items()}
+    assert meta["rules_in_group"] == n_error
+    assert meta["n_failing_rules"] == 2
+    # Most violations first, each with its library count.
+    assert meta["failing_rules"] == [
+        {"rule_id": "too-long", "failing_in_library": len(GOOD)},
+        {"rule_id": "has-audio", "failing_in_library": 1},
+    ]
+    assert meta["violations_in_library"] == len(GOOD) + 1
+    assert meta["evaluated_in_run"] == len(GOOD)
+    assert meta["failed_in_run"] == len(GOOD)  # distinct versions failing some error rule
+    assert meta["failing_object_keys"] == sorted(GOOD)
+
+    warnings = _evaluation(instance, "policy_warn")
+    assert (warnings.passed, warnings.severity) == (True, dg.AssetCheckSeverity.WARN)
+    meta = {k: v.value for k, v in warnings.metadata.items()}
+    assert meta["rules_in_group"] == 60 - n_error
+    assert (meta["n_failing_rules"], meta["failing_rules"]) == (0, [])
+    assert (meta["violations_in_library"], meta["failing_object_keys"]) == (0, [])
+    assert (meta["evaluated_in_run"], meta["failed_in_run"]) == (len(GOOD), 0)
+
+    # Each version's own verdict still names its rules on its materialisation.
+    silent = cat.query(
+        "SELECT partition_key FROM videos WHERE object_key = 'training/silent_screencast.mkv'"
+    )[1][0][0]
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=METADATA, asset_partitions=[silent]), limit=1
+    ).records
+    assert records and records[0].asset_materialization is not None
+    meta = {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
+    assert sorted(meta["failed_rules"]) == ["has-audio", "too-long"]
+    assert meta["compliance"].startswith("58 of 60 rules passed; failed: ")
+
+
+def _check_names(policy_text: str) -> set[str]:
+    """The asset checks of the code location's assets for a policy, resolved by Dagster."""
+    assets = build_video_assets(load_policy(policy_text), summarizer_from_env({}))
+    loaded = dg.Definitions(assets=[assets], jobs=[ingest_job], resources=build_resources())
+    keys = loaded.resolve_asset_graph().asset_check_keys
+    # The ingest job runs them all in the pipeline's one step.
+    assert set(loaded.resolve_job_def(INGEST_JOB).asset_layer.asset_graph.asset_check_keys) == keys
+    assert {k.asset_key for k in keys} == {METADATA}
+    return {k.name for k in keys}
+
+
+def test_definitions_of_a_big_policy_have_exactly_the_grouped_checks() -> None:
+    assert _check_names(_big_policy(1000)) == {"policy_error", "policy_warn"}
+    # A severity no rule has gets no check.
+    only_warn = _big_policy(MAX_RULES).replace("severity: error", "severity: warn")
+    assert _check_names(only_warn) == {"policy_warn"}
+
+
+def test_definitions_of_a_policy_up_to_the_threshold_have_a_check_per_rule() -> None:
+    text = _big_policy(GROUPING_THRESHOLD)
+    expected = {check_name_for(r.id) for r in load_policy(text).rules}
+    assert len(expected) == GROUPING_THRESHOLD
+    assert _check_names(text) == expected
+
+
+def test_a_policy_past_the_limit_is_refused_with_one_line(
+    library: Path, home: Path, tmp_path: Path
+) -> None:
+    policy = tmp_path / "huge.yaml"
+    policy.write_text(_big_policy(MAX_RULES + 1))
+    env = {**os.environ, "EDVMP_HOME": str(home), "EDVMP_POLICY": str(policy)}
+    done = run_edvmp("ingest", str(library), env=env)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == (
+        f"edvmp: error: EDVMP_POLICY: {policy}: policy: {MAX_RULES + 1} rules, more than the "
+        f"limit of {MAX_RULES} (every run evaluates every rule on each of its versions and "
+        "lands a checks row per version and rule)"
+    )
+
+
+def test_a_run_of_one_grouped_check_evaluates_the_rules_of_its_severity(
+    library: Path, home: Path
+) -> None:
+    """A UI subset (metadata and ``policy_warn`` only): the warn rules run, not the error
+    ones, and only the selected group reports."""
+    shutil.rmtree(library / "broken")
+    text = _big_policy(60).replace(
+        "{id: ok-2, field: duration_s, max: 3602, severity: warn}",
+        "{id: landscape, field: rotation, equals: 0, severity: warn}",
+    )
+    policy = load_policy(text)
+    assets = build_video_assets(policy, summarizer_from_env({}))
+    loaded = dg.Definitions(assets=[assets], jobs=[ingest_job], resources=build_resources())
+    report = ingest(str(library), register_only=True)
+    keys = sorted(report.processed)
+    instance = get_instance()
+    add_partitions(instance, keys)
+    order = instance.get_dynamic_partitions("videos")
+    keys.sort(key=order.index)
+    job = loaded.resolve_job_def(INGEST_JOB).get_subset(
+        asset_selection={METADATA},
+        asset_check_selection={dg.AssetCheckKey(METADATA, "policy_warn")},
+    )
+    result = job.execute_in_process(
+        instance=instance,
+        tags={
+            "dagster/asset_partition_range_start": keys[0],
+            "dagster/asset_partition_range_end": keys[-1],
+        },
+        resources=build_resources(),
+        run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
+        raise_on_error=False,
+    )
+    assert result.success
+    evaluations = result.get_asset_check_evaluations()
+    assert [e.check_name for e in evaluations] == ["policy_warn"]
+    (warn,) = evaluations
+    assert (warn.passed, warn.severity) == (False, dg.AssetCheckSeverity.WARN)
+    assert warn.metadata["failing_rules"].value == [
+        {"rule_id": "landscape", "failing_in_library": 1}
+    ]
+    assert warn.metadata["failing_object_keys"].value == ["ugc/phone_portrait.mp4"]
+    _, rows = Catalog(home / "catalog").query("SELECT DISTINCT severity FROM checks")
+    assert rows == [("warn",)]

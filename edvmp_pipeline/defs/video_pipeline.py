@@ -27,7 +27,12 @@ from edvmp_pipeline.adapters.prober import FfprobeProber
 from edvmp_pipeline.adapters.summarizers import SummarizerResource
 from edvmp_pipeline.catalog.store import PENDING, SUCCEEDED, Catalog, JobState
 from edvmp_pipeline.defs.catalog_resource import CatalogResource
-from edvmp_pipeline.defs.compliance import check_result, check_spec
+from edvmp_pipeline.defs.compliance import (
+    MAX_LISTED_KEYS,
+    check_result,
+    check_specs,
+    group_check_result,
+)
 from edvmp_pipeline.defs.partitions import videos_partitions
 from edvmp_pipeline.defs.run_outcome import AssetFailure, failure_observation, run_failure
 from edvmp_pipeline.defs.tags import TAG_FAILED, TAG_SUCCEEDED
@@ -44,7 +49,7 @@ from edvmp_pipeline.defs.video_summary import (
     summary_spec,
     summary_workers,
 )
-from edvmp_pipeline.domain.policy import Policy, Rule
+from edvmp_pipeline.domain.policy import GROUPING_THRESHOLD, Policy, Rule, check_groups
 from edvmp_pipeline.services.compliance import check_and_land, failed_rules_by_version
 from edvmp_pipeline.services.incidents import VersionFailure, record_failure_incidents
 from edvmp_pipeline.services.processing import RetrySettings, finish_run, process_batch
@@ -105,7 +110,7 @@ def _reused_materializations(
 def build_video_assets(policy: Policy, summarizer: SummarizerResource) -> dg.AssetsDefinition:
     """The pipeline's assets and checks for ``policy`` and the configured summarizer."""
     # Keyed by Dagster check name: the step maps its selected check keys back to rules.
-    rules = {rule.check_name: rule for rule in policy.rules}
+    groups = check_groups(policy)
     kind = summarizer_kind(summarizer)
 
     # BackfillPolicy is a beta API in Dagster 1.13 and warns once per use; single-run
@@ -117,7 +122,7 @@ def build_video_assets(policy: Policy, summarizer: SummarizerResource) -> dg.Ass
         @dg.multi_asset(
             name=STEP,
             specs=[metadata_spec, summary_spec(summarizer)],
-            check_specs=[check_spec(rule) for rule in policy.rules],
+            check_specs=check_specs(policy),
             partitions_def=videos_partitions,
             backfill_policy=dg.BackfillPolicy.single_run(),
             can_subset=True,
@@ -142,7 +147,8 @@ def build_video_assets(policy: Policy, summarizer: SummarizerResource) -> dg.Ass
                 prober,
                 summarizer,
                 progress,
-                rules,
+                policy,
+                groups,
             )
 
     return process_videos
@@ -156,15 +162,19 @@ def _run(
     prober: FfprobeProber,
     summarizer: SummarizerResource,
     progress: ProgressReporter,
-    rules: dict[str, Rule],
+    policy: Policy,
+    groups: dict[str, tuple[Rule, ...]],
 ) -> Iterator[dg.AssetMaterialization | dg.AssetObservation | dg.AssetCheckResult]:
     run_id = context.run.run_id
     chosen = set(config.only)
     scope = [pk for pk in context.partition_keys if not chosen or pk in chosen]
     selected = context.selected_asset_keys
-    selected_rules = [
-        rules[key.name] for key in context.selected_asset_check_keys if key.name in rules
-    ]
+    # The selected checks in policy order; a grouped check selects every rule of its severity.
+    names = {key.name for key in context.selected_asset_check_keys}
+    checks = [name for name in groups if name in names]
+    chosen_ids = {rule.id for name in checks for rule in groups[name]}
+    selected_rules = [rule for rule in policy.rules if rule.id in chosen_ids]
+    rules = policy.rules
     failures: list[AssetFailure] = []
     probed = []
     if METADATA_KEY in selected:
@@ -253,10 +263,15 @@ def _run(
             cat.job_states(scope), selected, failed_keys, probed, summaries
         )
     if selected_rules:
-        counts = cat.state.violation_counts([r.id for r in selected_rules])
-        for rule in selected_rules:
-            n, sample = counts[rule.id]
-            yield check_result(rule, outcomes.get(rule.id), n, sample)
+        # Per rule, whether its check is its own or its severity's (see defs/compliance).
+        counts = cat.state.violation_counts([r.id for r in selected_rules], sample=MAX_LISTED_KEYS)
+        for name in checks:
+            if n_rules <= GROUPING_THRESHOLD:
+                (rule,) = groups[name]
+                n, sample = counts[rule.id]
+                yield check_result(rule, outcomes.get(rule.id), n, sample)
+            else:
+                yield group_check_result(name, groups[name], outcomes, counts)
     for f in failures:
         context.log.error(f"{f.partition_key}: [{f.error_class}] {f.reason}")
         yield failure_observation(f, incidents.get(f.partition_key))
