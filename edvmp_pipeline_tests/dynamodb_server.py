@@ -25,6 +25,19 @@ CREDENTIALS = {
 }
 
 
+# moto's server, one request at a time. DynamoDB applies each conditional write and
+# transaction atomically; moto's threaded server does not (two TransactWriteItems racing on
+# one item can both pass their condition), so a threaded server would fail the race tests
+# for moto's sake. The clients still race: their reads and writes interleave freely.
+_SERIAL_SERVER = """
+import sys
+from werkzeug.serving import run_simple
+from moto.server import DomainDispatcherApplication, create_backend_app
+app = DomainDispatcherApplication(create_backend_app)
+run_simple("127.0.0.1", int(sys.argv[1]), app, threaded=False, use_reloader=False)
+"""
+
+
 def moto_server_binary() -> str:
     found = Path(sys.executable).with_name("moto_server")
     return str(found) if found.exists() else (shutil.which("moto_server") or "moto_server")
@@ -37,7 +50,7 @@ def dynamodb_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
     log = tmp_path_factory.mktemp("dynamodb") / "moto_server.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [moto_server_binary(), "-H", "127.0.0.1", "-p", str(port)],
+            [sys.executable, "-c", _SERIAL_SERVER, str(port)],
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, **CREDENTIALS},
