@@ -12,6 +12,7 @@ from edvmp_pipeline.defs.jobs import ingest_job
 from edvmp_pipeline.defs.sensors.failure_sensors import incident_sensor, redrive_sensor
 from edvmp_pipeline.defs.sensors.object_sensor import s3_object_sensor
 from edvmp_pipeline.defs.sensors.sqs_sensor import sqs_event_sensor
+from edvmp_pipeline.defs.video_analysis import analysis_settings_from_env
 from edvmp_pipeline.defs.video_pipeline import build_video_assets
 from edvmp_pipeline.domain.policy import configured_policy
 from edvmp_pipeline.services.progress import ProgressReporter
@@ -31,8 +32,12 @@ def build_resources() -> dict[str, object]:
 
 # Read at load time: a malformed EDVMP_POLICY raises PolicyError here, so the code location
 # fails to load with the message naming the rule, instead of checking nothing. The
-# summarizer decides the summary asset's kind tag.
-video_assets = build_video_assets(configured_policy(), summarizer_from_env())
+# summarizer decides the summary asset's kind tag; EDVMP_ANALYSIS whether the analysis
+# asset exists (and whether the policy may name its fields).
+analysis = analysis_settings_from_env()
+video_assets = build_video_assets(
+    configured_policy(analysis=analysis is not None), summarizer_from_env(), analysis
+)
 
 
 defs = dg.Definitions(

@@ -210,3 +210,39 @@ def dynamodb_endpoint_url() -> str | None:
     """``EDVMP_DYNAMODB_ENDPOINT_URL``: a DynamoDB-compatible server (unset: AWS). With it
     the store creates its tables when absent; on AWS they come from the Terraform."""
     return os.environ.get("EDVMP_DYNAMODB_ENDPOINT_URL") or None
+
+
+# -- the video analysis ----------------------------------------------------------------------
+ANALYSIS_IMAGE_KINDS = ("poster", "contact_sheet")
+_ON = {"on", "1", "true", "yes"}
+_OFF = {"off", "0", "false", "no", ""}
+
+
+def analysis_enabled() -> bool:
+    """``EDVMP_ANALYSIS``: ``on`` adds the ``video_analysis`` asset (one ffmpeg decode of
+    every video: it costs real CPU), ``off`` (default) leaves it out."""
+    raw = os.environ.get("EDVMP_ANALYSIS") or ""
+    value = raw.strip().lower()
+    if value in _ON:
+        return True
+    if value in _OFF:
+        return False
+    raise ConfigError(f"EDVMP_ANALYSIS={raw!r} must be on or off")
+
+
+def analysis_images() -> tuple[str, ...]:
+    """``EDVMP_ANALYSIS_IMAGES``: which pictures the analysis stores next to the catalog,
+    comma-separated from ``poster`` and ``contact_sheet`` (default ``poster``; ``none``)."""
+    raw = os.environ.get("EDVMP_ANALYSIS_IMAGES")
+    if raw is None or raw.strip() == "":
+        return ("poster",)
+    parts = [p.strip().lower() for p in raw.split(",") if p.strip()]
+    if parts == ["none"]:
+        return ()
+    unknown = [p for p in parts if p not in ANALYSIS_IMAGE_KINDS]
+    if unknown or not parts:
+        raise ConfigError(
+            f"EDVMP_ANALYSIS_IMAGES={raw!r}: a comma-separated list of "
+            f"{', '.join(ANALYSIS_IMAGE_KINDS)}, or none"
+        )
+    return tuple(k for k in ANALYSIS_IMAGE_KINDS if k in parts)

@@ -172,8 +172,8 @@ def test_edge_black_and_graph_text() -> None:
     segs = (Segment(0.0, 1.0, 1.0), Segment(2.2, 3.16, 0.96))
     assert edge_black(segs, 3.2) == (1.0, 1.0)
     assert edge_black(segs[1:], 10.0) == (0.0, 0.0)
-    graph, outs, fp = filter_graph(0, [1, 2], AnalysisParams())
-    assert outs == ["vo", "ao1", "ao2"] and fp == "fp"
+    graph, outs, fp, images = filter_graph(0, [1, 2], AnalysisParams())
+    assert outs == ["vo", "ao1", "ao2"] and fp == "fp" and images == {}
     for part in (
         "blackdetect=d=0.1",
         "freezedetect=n=-60dB",
@@ -183,7 +183,19 @@ def test_edge_black_and_graph_text() -> None:
         "[0:2]ebur128@a2=peak=true",
     ):
         assert part in graph
-    assert filter_graph(None, [0], AnalysisParams())[1:] == (["ao0"], None)
+    assert filter_graph(None, [0], AnalysisParams())[1:] == (["ao0"], None, {})
+    # Images are more copies of the same decoded video: still one pass.
+    with_images = filter_graph(
+        0, [], AnalysisParams(), images=("contact_sheet", "poster"), duration_s=8.0
+    )
+    assert "split=4[vd][vf][vi_poster][vi_contact_sheet]" in with_images.graph
+    assert "select='gte(t,2)'" in with_images.graph and "tile=4x3" in with_images.graph
+    assert with_images.image_outputs == {
+        "poster": "img_poster",
+        "contact_sheet": "img_contact_sheet",
+    }
+    # Audio-only media has no pictures to make.
+    assert filter_graph(None, [0], AnalysisParams(), images=("poster",)).image_outputs == {}
 
 
 def test_error_line_is_one_line_without_the_path() -> None:

@@ -18,7 +18,8 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -97,23 +98,40 @@ def analysis_command(
     params: AnalysisParams,
     *,
     ffmpeg_path: str = "ffmpeg",
+    image_dir: Path | None = None,
+    images: Sequence[str] = (),
 ) -> list[str]:
-    """The ffmpeg argument list for one analysis pass (no shell is ever involved)."""
+    """The ffmpeg argument list for one analysis pass (no shell is ever involved).
+
+    Each requested image (``poster``, ``contact_sheet``) is written as
+    ``image_dir/<kind>.jpg`` by the same pass.
+    """
     video, audio = pick_streams(probe)
     if video is None and not audio:
         raise MediaRejected("nothing to analyse: no video or audio stream", error_class=
                             "unsupported_media")  # fmt: skip
-    graph, null_outs, fp_out = filter_graph(
-        int(video["index"]) if video is not None else None, audio, params
+    if images and image_dir is None:
+        raise ValueError("images need an image_dir to be written to")
+    fg = filter_graph(
+        int(video["index"]) if video is not None else None,
+        audio,
+        params,
+        images=images,
+        duration_s=probe_duration(probe, video),
     )
     opts, source = _source(target)
     cmd = [ffmpeg_path, "-hide_banner", "-nostdin", "-nostats", "-v", "info", *opts,
-           "-i", source, "-filter_complex", graph]  # fmt: skip
-    for label in null_outs:
+           "-i", source, "-filter_complex", fg.graph]  # fmt: skip
+    for label in fg.null_outputs:
         cmd += ["-map", f"[{label}]"]
     cmd += ["-f", "null", "-"]
-    if fp_out is not None:
-        cmd += ["-map", f"[{fp_out}]", "-f", "rawvideo", "-pix_fmt", "gray", "pipe:1"]
+    if fg.fingerprint_output is not None:
+        cmd += ["-map", f"[{fg.fingerprint_output}]", "-f", "rawvideo", "-pix_fmt", "gray",
+                "pipe:1"]  # fmt: skip
+    for kind, label in fg.image_outputs.items():
+        assert image_dir is not None
+        cmd += ["-map", f"[{label}]", "-frames:v", "1", "-q:v", "4", "-f", "image2",
+                "-update", "1", "file:" + os.fspath(image_dir / f"{kind}.jpg")]  # fmt: skip
     return cmd
 
 
@@ -125,6 +143,8 @@ def analyze(
     params: AnalysisParams | None = None,
     ffmpeg_path: str = "ffmpeg",
     ffprobe_path: str = "ffprobe",
+    image_dir: Path | None = None,
+    images: Sequence[str] = (),
 ) -> AnalysisRecord:
     """Analyse ``target`` (a local path or an http(s) URL) in one ffmpeg decode pass.
 
@@ -136,13 +156,18 @@ def analyze(
     Raises :class:`ProbeTimeout` when ffmpeg overruns, :class:`MediaRejected` when the
     media cannot be decoded or has neither video nor audio, :class:`ConfigError` when
     ffmpeg cannot be run, and the store errors for URLs ffmpeg could not read.
+
+    ``images`` (``poster``, ``contact_sheet``) are written into ``image_dir`` by the same
+    pass; the record names the files that were made (none for audio-only media).
     """
     params = params or AnalysisParams()
     probe = _probe_of(streams)
     if probe is None:
         probe = probe_streams(target, timeout_s=timeout_s, ffprobe_path=ffprobe_path)
     video, audio = pick_streams(probe)
-    cmd = analysis_command(target, probe, params, ffmpeg_path=ffmpeg_path)
+    cmd = analysis_command(
+        target, probe, params, ffmpeg_path=ffmpeg_path, image_dir=image_dir, images=images
+    )
     started = time.monotonic()
     done = _run(cmd, timeout_s, "ffmpeg")
     elapsed = time.monotonic() - started
@@ -152,7 +177,7 @@ def analyze(
     fingerprint = (
         fingerprint_from_frames(done.stdout, params.fingerprint_fps) if video is not None else None
     )
-    return build_record(
+    record = build_record(
         stderr,
         video=video,
         audio_indices=audio,
@@ -160,3 +185,10 @@ def analyze(
         fingerprint=fingerprint,
         elapsed_s=round(elapsed, 3),
     )
+    made = {}
+    for kind in images if video is not None and image_dir is not None else ():
+        path = image_dir / f"{kind}.jpg"
+        # A poster time past the last frame (a duration the container overstates) yields none.
+        if path.is_file() and path.stat().st_size > 0:
+            made[kind] = str(path)
+    return replace(record, **made) if made else record

@@ -422,6 +422,33 @@ class ObjectStoreResource(dg.ConfigurableResource):
             raise translate_s3_error(exc, what=what) from None
         return ProbeTarget(url, leading)
 
+    def download(self, version: ObjectVersion, dest: Path) -> Path:
+        """Copy this version's bytes to ``dest`` (a local path) and return where they are.
+
+        An S3 object is read once, streamed to ``dest`` (``If-Match`` its ETag: content
+        replaced since it was listed is refused, not analysed as this version); a local file
+        is not copied, its checked path is returned.
+        """
+        if not version.is_s3:
+            return Path(_local_target(version).target)
+        client = self.s3_client()
+        what = f"s3://{version.bucket}/{version.object_key}"
+        try:
+            answer = client.get_object(
+                Bucket=version.bucket, Key=version.object_key, IfMatch=version.etag
+            )
+            with open(dest, "wb") as out:
+                for chunk in answer["Body"].iter_chunks(chunk_size=1 << 20):
+                    out.write(chunk)
+        except Exception as exc:
+            if "PreconditionFailed" in str(exc) or "412" in str(exc):
+                raise ObjectMissing(
+                    f"object replaced: {what} no longer has ETag {version.etag}; the new "
+                    "content is processed as a new version"
+                ) from None
+            raise translate_s3_error(exc, what=what) from None
+        return dest
+
 
 def _read_failure(shown: str, exc: OSError) -> PipelineError:
     if isinstance(exc, PermissionError):

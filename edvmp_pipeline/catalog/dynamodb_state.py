@@ -65,6 +65,7 @@ from edvmp_pipeline.catalog.state_store import (
     PENDING,
     RESOLVED,
     RUNNING,
+    STEP_COLUMNS,
     SUCCEEDED,
     SUPERSEDED,
     Incident,
@@ -612,8 +613,9 @@ class DynamoDbStateStore:
         return [pk for pk in self._map(one, list(failures.items())) if pk]
 
     def mark_done(self, step: str, partition_keys: Sequence[str]) -> None:
-        """Record that ``step`` ("summary" or "checked") finished for these versions."""
-        column = {"summary": "summary_at", "checked": "checked_at"}[step]
+        """Record that ``step`` ("summary", "checked" or "analysis") finished for these
+        versions."""
+        column = STEP_COLUMNS[step]
         now = datetime_to_us(utcnow())
 
         def one(pk: str) -> None:

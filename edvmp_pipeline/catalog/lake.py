@@ -90,6 +90,20 @@ class LocalLake:
     def read(self, path: str) -> pa.Table:
         return pq.ParquetFile(path).read()
 
+    def put_blob(self, relative: str, body: bytes) -> str:
+        """Store ``body`` at ``relative`` under the root (whole or not at all); returns its
+        path. For files that are not table rows (posters, contact sheets)."""
+        final = self.root / relative
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.with_name(f".{final.name}-{uuid.uuid4().hex}.tmp")
+        try:
+            tmp.write_bytes(body)
+            os.replace(tmp, final)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return str(final)
+
     def delete(self, path: str) -> None:
         Path(path).unlink(missing_ok=True)
 
@@ -218,6 +232,14 @@ class S3Lake:
         key = self.location.key(table, name)
         self._put(key, buffer.getvalue())
         return f"{self.location.bucket}/{key}"
+
+    def put_blob(self, relative: str, body: bytes) -> str:
+        """Store ``body`` as the object ``relative`` under the prefix (one PutObject);
+        returns its ``s3://`` URL."""
+        key = self.location.key(*relative.split("/"))
+        self._put(key, body, ContentType="image/jpeg" if key.endswith(".jpg") else
+                  "application/octet-stream")  # fmt: skip
+        return f"s3://{self.location.bucket}/{key}"
 
     def read(self, path: str) -> pa.Table:
         try:

@@ -158,11 +158,102 @@ CHECKS = pa.schema(
     ]
 )
 
+_SEGMENT = pa.struct(
+    [("start_s", pa.float64()), ("end_s", pa.float64()), ("duration_s", pa.float64())]
+)
+_LOUDNESS = pa.struct(
+    [
+        ("stream_index", pa.int32()),
+        ("integrated_lufs", pa.float64()),
+        ("loudness_range_lu", pa.float64()),
+        ("true_peak_dbtp", pa.float64()),
+    ]
+)
+_INTERLACE = pa.struct(
+    [
+        ("verdict", pa.string()),
+        ("tff", pa.int64()),
+        ("bff", pa.int64()),
+        ("progressive", pa.int64()),
+        ("undetermined", pa.int64()),
+    ]
+)
+
+# One row per analysis of a version (``AnalysisRecord.as_row`` plus identity); the
+# ``analysis`` view keeps the newest. Loudness columns are the first audio stream's; the
+# ``loudness`` list has every stream's.
+ANALYSIS = pa.schema(
+    [
+        ("partition_key", pa.string()),
+        ("object_key", pa.string()),
+        ("etag", pa.string()),
+        ("duration_s", pa.float64()),
+        ("video_stream_index", pa.int32()),
+        ("integrated_lufs", pa.float64()),
+        ("loudness_range_lu", pa.float64()),
+        ("true_peak_dbtp", pa.float64()),
+        ("loudness", pa.list_(_LOUDNESS)),
+        ("black_segments", pa.list_(_SEGMENT)),
+        ("black_total_s", pa.float64()),
+        ("leading_black_s", pa.float64()),
+        ("trailing_black_s", pa.float64()),
+        ("freeze_segments", pa.list_(_SEGMENT)),
+        ("freeze_total_s", pa.float64()),
+        ("scene_cut_count", pa.int32()),
+        ("scene_cuts", pa.list_(pa.float64())),
+        ("interlace", pa.string()),
+        ("interlace_counts", _INTERLACE),
+        ("hdr_class", pa.string()),
+        ("fingerprint_rate_hz", pa.float64()),
+        ("fingerprint", pa.list_(pa.string())),
+        ("decode_errors", pa.int32()),
+        ("elapsed_s", pa.float64()),
+        ("poster", pa.string()),
+        ("contact_sheet", pa.string()),
+        ("analysed_at", TS),
+        ("run_id", pa.string()),
+    ]
+)
+
+# The LSH buckets of each analysed version's fingerprint (``fingerprints.bucket_ids``): the
+# index that finds near-duplicate candidates without comparing every pair. Derived from the
+# ``analysis`` row's fingerprint, like the verdict index is from ``checks``.
+FINGERPRINT_BUCKETS = pa.schema(
+    [
+        ("partition_key", pa.string()),
+        ("bucket", pa.int64()),
+        ("analysed_at", TS),
+    ]
+)
+
+# One row per near-duplicate pair found: ``partition_key`` is the version whose analysis
+# found it, ``duplicate_of`` the version it matched (analysed earlier, or earlier in the
+# same run). ``offset_s`` is how far ``partition_key``'s frames are shifted against the
+# other's (a trim).
+NEAR_DUPLICATES = pa.schema(
+    [
+        ("partition_key", pa.string()),
+        ("object_key", pa.string()),
+        ("etag", pa.string()),
+        ("duplicate_of", pa.string()),
+        ("duplicate_object_key", pa.string()),
+        ("duplicate_etag", pa.string()),
+        ("same_object", pa.bool_()),
+        ("score", pa.float64()),
+        ("offset_s", pa.float64()),
+        ("found_at", TS),
+        ("run_id", pa.string()),
+    ]
+)
+
 TABLES: dict[str, pa.Schema] = {
     "videos": VIDEOS,
     "streams": STREAMS,
     "summaries": SUMMARIES,
     "checks": CHECKS,
+    "analysis": ANALYSIS,
+    "fingerprint_buckets": FINGERPRINT_BUCKETS,
+    "near_duplicates": NEAR_DUPLICATES,
 }
 
 # The key of each result table and the column that says which row is newest: a version
@@ -173,6 +264,9 @@ DEDUPE: dict[str, tuple[tuple[str, ...], str]] = {
     "streams": (("partition_key", "stream_index"), "processed_at"),
     "summaries": (("partition_key",), "created_at"),
     "checks": (("partition_key", "rule_id"), "checked_at"),
+    "analysis": (("partition_key",), "analysed_at"),
+    "fingerprint_buckets": (("partition_key", "bucket"), "analysed_at"),
+    "near_duplicates": (("partition_key", "duplicate_of"), "found_at"),
 }
 
 LEGACY_TABLES: dict[str, pa.Schema] = {

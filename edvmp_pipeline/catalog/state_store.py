@@ -15,6 +15,7 @@ by a ``LIMIT``: none scans the history on a hot path.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sqlite3
@@ -92,6 +93,7 @@ class JobState:
     summary_at: datetime | None = None
     checked_at: datetime | None = None
     result_file: str | None = None
+    analysed_at: datetime | None = None
 
     @property
     def version(self) -> ObjectVersion:
@@ -273,7 +275,8 @@ CREATE TABLE IF NOT EXISTS versions (
     checked_at INTEGER,
     -- Where the run that probed it wrote its result rows (a locator, not the data): the
     -- later steps read that one file instead of searching the table.
-    result_file TEXT
+    result_file TEXT,
+    analysed_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS versions_by_run ON versions (run_id);
 CREATE INDEX IF NOT EXISTS versions_by_object ON versions (source, object_key);
@@ -327,9 +330,11 @@ CREATE TABLE IF NOT EXISTS violations (
 """
 
 _JOB_COLUMNS = tuple(f.name for f in fields(JobState))
+# The state column each later step stamps when it is done with a version's current metadata.
+STEP_COLUMNS = {"summary": "summary_at", "checked": "checked_at", "analysis": "analysed_at"}
 _JOB_TIMES = frozenset(
     {"last_modified", "registered_at", "started_at", "finished_at", "updated_at",
-     "metadata_at", "summary_at", "checked_at"}
+     "metadata_at", "summary_at", "checked_at", "analysed_at"}
 )  # fmt: skip
 _INCIDENT_COLUMNS = (
     "incident_id", "partition_key", "source", "object_key", "etag", "class", "retryable",
@@ -390,6 +395,19 @@ def _incident(row: sqlite3.Row) -> Incident:
     return Incident(**values)
 
 
+# Columns added to ``versions`` after its first release: (name, SQL type). A store created
+# before them gets them added in place (ADD COLUMN is cheap: existing rows read NULL).
+_ADDED_COLUMNS = (("analysed_at", "INTEGER"),)
+
+
+def _add_missing_columns(con: sqlite3.Connection) -> None:
+    have = {row[1] for row in con.execute("PRAGMA table_info(versions)")}
+    for name, kind in _ADDED_COLUMNS:
+        if name not in have:
+            with contextlib.suppress(sqlite3.OperationalError):  # a racing first user added it
+                con.execute(f"ALTER TABLE versions ADD COLUMN {name} {kind}")
+
+
 class SqliteStateStore:
     """The state store in one SQLite file (WAL). Cheap to create.
 
@@ -437,6 +455,7 @@ class SqliteStateStore:
             # statement of the schema is idempotent, so racing first users are harmless.
             con.execute("PRAGMA journal_mode = WAL")
             con.executescript(_SCHEMA)
+            _add_missing_columns(con)
             con.executescript(counters.SCHEMA)
             con.executescript(upload_jobs.SCHEMA)
             con.execute(
@@ -744,8 +763,9 @@ class SqliteStateStore:
         return done
 
     def mark_done(self, step: str, partition_keys: Sequence[str]) -> None:
-        """Record that ``step`` ("summary" or "checked") finished for these versions."""
-        column = {"summary": "summary_at", "checked": "checked_at"}[step]
+        """Record that ``step`` ("summary", "checked" or "analysis") finished for these
+        versions."""
+        column = STEP_COLUMNS[step]
         now = _us(utcnow())
         with self._write() as con:
             con.executemany(

@@ -1,6 +1,7 @@
 """DuckDB views of the catalog: result tables over Parquet, state tables from the state store.
 
-Result tables (``videos``, ``streams``, ``summaries``, ``checks``) are folders of Parquet
+Result tables (``videos``, ``streams``, ``summaries``, ``checks``, and with the video
+analysis ``analysis``, ``fingerprint_buckets``, ``near_duplicates``) are folders of Parquet
 files; a version processed twice has several rows there, and the views keep the newest one
 per key (``schemas.DEDUPE``). ``objects``, ``jobs`` and ``incidents`` are the state store's
 rows, handed to DuckDB as Arrow tables (DuckDB cannot load its SQLite extension offline), with
@@ -63,6 +64,20 @@ def result_view_sql(
         # The newest result of each rule on each version (a rule dropped from the policy keeps
         # its last rows; `edvmp check` evaluates the current policy instead).
         "checks": newest("checks", src["checks"]),
+        # One row per analysed version (EDVMP_ANALYSIS=on): loudness, black, freezes, cuts,
+        # interlacing, HDR class, poster and contact sheet locations.
+        "analysis": newest("analysis", src["analysis"], exclude=" EXCLUDE (run_id, fingerprint)"),
+        # bandit B608 waived: spliced names are catalog constants, values are bound
+        "fingerprints": "SELECT partition_key, object_key, etag, fingerprint_rate_hz AS "  # nosec B608
+        "rate_hz, fingerprint AS hashes, analysed_at FROM "
+        f"({newest('analysis', src['analysis'])}) WHERE fingerprint IS NOT NULL",
+        # Each near-duplicate pair once (whichever of its versions found it last), with the
+        # version that found it as partition_key.
+        # bandit B608 waived: spliced names are catalog constants, values are bound
+        "near_duplicates": "SELECT * EXCLUDE (run_id) FROM ("  # nosec B608
+        f"{newest('near_duplicates', src['near_duplicates'])}) QUALIFY row_number() OVER ("
+        "PARTITION BY least(partition_key, duplicate_of), greatest(partition_key, "
+        "duplicate_of) ORDER BY found_at DESC) = 1",
     }
 
 

@@ -36,6 +36,11 @@ from edvmp_pipeline.defs.compliance import (
 from edvmp_pipeline.defs.partitions import videos_partitions
 from edvmp_pipeline.defs.run_outcome import AssetFailure, failure_observation, run_failure
 from edvmp_pipeline.defs.tags import TAG_FAILED, TAG_SUCCEEDED
+from edvmp_pipeline.defs.video_analysis import (
+    ANALYSIS_KEY,
+    analysis_materialization,
+    analysis_spec,
+)
 from edvmp_pipeline.defs.video_metadata import (
     METADATA_KEY,
     metadata_materialization,
@@ -50,6 +55,7 @@ from edvmp_pipeline.defs.video_summary import (
     summary_workers,
 )
 from edvmp_pipeline.domain.policy import GROUPING_THRESHOLD, Policy, Rule, check_groups
+from edvmp_pipeline.services.analysis import AnalysisSettings, analyse_and_land
 from edvmp_pipeline.services.compliance import check_and_land, failed_rules_by_version
 from edvmp_pipeline.services.incidents import VersionFailure, record_failure_incidents
 from edvmp_pipeline.services.processing import RetrySettings, finish_run, process_batch
@@ -88,17 +94,24 @@ def _reused_materializations(
     failed: set[str],
     probed: Sequence[tuple[str, object, object]],
     summaries: Sequence[tuple[str, object, object]],
+    analysed: Sequence[tuple[str, object, object]] = (),
 ) -> Iterator[dg.AssetMaterialization]:
     """One materialisation per (selected asset, version) whose result stands unchanged."""
-    fresh = {METADATA_KEY: {p for p, _, _ in probed}, SUMMARY_KEY: {p for p, _, _ in summaries}}
+    fresh = {
+        METADATA_KEY: {p for p, _, _ in probed},
+        SUMMARY_KEY: {p for p, _, _ in summaries},
+        ANALYSIS_KEY: {p for p, _, _ in analysed},
+    }
     for pk, state in sorted(states.items()):
         if pk in failed or state.status not in (SUCCEEDED, PENDING) or state.metadata_at is None:
             continue
+        meta = state.metadata_at
         has = {
             METADATA_KEY: True,
-            SUMMARY_KEY: state.summary_at is not None and state.summary_at >= state.metadata_at,
+            SUMMARY_KEY: state.summary_at is not None and state.summary_at >= meta,
+            ANALYSIS_KEY: state.analysed_at is not None and state.analysed_at >= meta,
         }
-        for key in (METADATA_KEY, SUMMARY_KEY):
+        for key in (METADATA_KEY, SUMMARY_KEY, ANALYSIS_KEY):
             if key in selected and has[key] and pk not in fresh[key]:
                 yield dg.AssetMaterialization(
                     asset_key=key,
@@ -107,8 +120,11 @@ def _reused_materializations(
                 )
 
 
-def build_video_assets(policy: Policy, summarizer: SummarizerResource) -> dg.AssetsDefinition:
-    """The pipeline's assets and checks for ``policy`` and the configured summarizer."""
+def build_video_assets(
+    policy: Policy, summarizer: SummarizerResource, analysis: AnalysisSettings | None = None
+) -> dg.AssetsDefinition:
+    """The pipeline's assets and checks for ``policy``, the configured summarizer and, when
+    ``analysis`` is given (``EDVMP_ANALYSIS=on``), the ``video_analysis`` asset."""
     # Keyed by Dagster check name: the step maps its selected check keys back to rules.
     groups = check_groups(policy)
     kind = summarizer_kind(summarizer)
@@ -121,13 +137,15 @@ def build_video_assets(policy: Policy, summarizer: SummarizerResource) -> dg.Ass
 
         @dg.multi_asset(
             name=STEP,
-            specs=[metadata_spec, summary_spec(summarizer)],
+            specs=[metadata_spec, summary_spec(summarizer)]
+            + ([analysis_spec] if analysis is not None else []),
             check_specs=check_specs(policy),
             partitions_def=videos_partitions,
             backfill_policy=dg.BackfillPolicy.single_run(),
             can_subset=True,
             pool=BEDROCK_POOL if kind == "bedrock" else None,
-            description="Probe, check and summarise each video version of the run.",
+            description="Probe, check and summarise each video version of the run"
+            + (" (and analyse it: EDVMP_ANALYSIS=on)." if analysis is not None else "."),
         )
         def process_videos(
             context: dg.AssetExecutionContext,
@@ -149,6 +167,7 @@ def build_video_assets(policy: Policy, summarizer: SummarizerResource) -> dg.Ass
                 progress,
                 policy,
                 groups,
+                analysis,
             )
 
     return process_videos
@@ -164,6 +183,7 @@ def _run(
     progress: ProgressReporter,
     policy: Policy,
     groups: dict[str, tuple[Rule, ...]],
+    analysis: AnalysisSettings | None = None,
 ) -> Iterator[dg.AssetMaterialization | dg.AssetObservation | dg.AssetCheckResult]:
     run_id = context.run.run_id
     chosen = set(config.only)
@@ -202,11 +222,33 @@ def _run(
         if outcome.skipped:
             context.log.info(f"{len(outcome.skipped)} versions already catalogued, skipped")
 
+    analysed = []
+    duplicates: dict[str, list[str]] = {}
+    if analysis is not None and ANALYSIS_KEY in selected:
+        # Before the checks: rules may name what it measures.
+        _, done = analyse_and_land(
+            cat, object_store, scope, run_id=run_id, settings=analysis, force=config.force
+        )
+        analysed = done.analysed
+        for pair in done.pairs:
+            duplicates.setdefault(pair["partition_key"], []).append(pair["duplicate_object_key"])
+        failures += [
+            AssetFailure(ANALYSIS_KEY, f.partition_key, f.version, f.error_class, f.reason)
+            for f in done.failed
+        ]
+        if done.pairs:
+            context.log.info(f"{len(done.pairs)} near-duplicate pairs found")
+
     verdicts: dict[str, list[str]] = {}
     outcomes = {}
     if selected_rules:
         rows, results = check_and_land(
-            cat, selected_rules, scope, run_id=run_id, every_rule=len(selected_rules) == len(rules)
+            cat,
+            selected_rules,
+            scope,
+            run_id=run_id,
+            every_rule=len(selected_rules) == len(rules),
+            with_analysis=bool(policy.analysis_rules),
         )
         verdicts = failed_rules_by_version(results)
         outcomes = {o.rule.id: o for o in results}
@@ -229,7 +271,9 @@ def _run(
 
     # The state store first: whatever Dagster shows below is already true in the catalog.
     failed_keys = {f.partition_key for f in failures}
-    _, released, mine = finish_run(cat, run_id, failed=failed_keys, has_rules=bool(rules))
+    _, released, mine = finish_run(
+        cat, run_id, failed=failed_keys, has_rules=bool(rules), analysis=analysis is not None
+    )
     if released:
         context.log.info(
             f"{len(released)} versions wait for assets this run did not select (PENDING)"
@@ -254,13 +298,15 @@ def _run(
         )
     for pk, version, summary in summaries:
         yield summary_materialization(pk, version, summary)
+    for pk, version, result in analysed:
+        yield analysis_materialization(pk, version, result, duplicates.get(pk, []))
     if failures:
         # The run will fail, and Dagster then counts every partition it planned but did not
         # materialise as Failed. Versions of the run whose results already stood (done by an
         # earlier run, or finished here from an earlier probe) keep Materialized, with a
         # note that this run reused them.
         yield from _reused_materializations(
-            cat.job_states(scope), selected, failed_keys, probed, summaries
+            cat.job_states(scope), selected, failed_keys, probed, summaries, analysed
         )
     if selected_rules:
         # Per rule, whether its check is its own or its severity's (see defs/compliance).

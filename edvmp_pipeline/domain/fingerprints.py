@@ -170,6 +170,33 @@ def band_values(h: int, bands: int) -> list[int]:
     return [(h >> (HASH_BITS - width * (i + 1))) & mask for i in range(bands)]
 
 
+def bucket_ids(fp: Fingerprint, bands: int = 4) -> list[int]:
+    """The distinct LSH buckets of ``fp``'s non-flat frames as integers, sorted.
+
+    Bucket ``(band, value)`` is ``band << width | value`` (``width = 64 / bands``): the form a
+    catalog table stores, so that "which held versions share buckets with this one" is a
+    filter on one integer column. :class:`FingerprintIndex` buckets the same way.
+    """
+    if bands <= 0 or HASH_BITS % bands:
+        raise ValueError(f"bands must divide {HASH_BITS}, got {bands}")
+    width = HASH_BITS // bands
+    return sorted(
+        {
+            band << width | value
+            for h in fp.hashes
+            if h != FLAT
+            for band, value in enumerate(band_values(h, bands))
+        }
+    )
+
+
+def shares_enough(shared: int, informative_a: int, informative_b: int, min_shared: int) -> bool:
+    """Whether two fingerprints sharing ``shared`` buckets are a candidate pair: at least
+    ``min_shared``, or fewer for very short fingerprints (never more than the shorter one's
+    informative frame count)."""
+    return shared >= max(1, min(min_shared, informative_a, informative_b))
+
+
 class FingerprintIndex:
     """LSH banding index over per-frame hashes: finds candidate pairs without all pairs.
 
@@ -224,7 +251,7 @@ class FingerprintIndex:
                     counts.update(members)
             info_a = info[a]
             for b, n in counts.items():
-                if b > a and n >= max(1, min(min_shared, info_a, info[b])):
+                if b > a and shares_enough(n, info_a, info[b], min_shared):
                     out[(a, b)] = n
         return out
 
@@ -247,7 +274,7 @@ class FingerprintIndex:
         return sorted(
             k
             for k, n in counts.items()
-            if n >= max(1, min(min_shared, need_fp, self._fingerprints[k].informative))
+            if shares_enough(n, need_fp, self._fingerprints[k].informative, min_shared)
         )
 
     def get(self, key: str) -> Fingerprint:

@@ -84,6 +84,27 @@ class AnalysisParams:
     # sample progressive/undetermined and every woven tff/bff sample 49-50 of 50 correct.
     interlace_threshold: float = 1.2
     fingerprint_fps: float = 1.0
+    # The poster is the first frame at or after this fraction of the duration: past the
+    # usual black or slate opening, well before the end credits.
+    poster_at: float = 0.25
+    poster_width: int = 320
+    sheet_columns: int = 4
+    sheet_rows: int = 3
+    sheet_tile_width: int = 160
+
+
+POSTER, CONTACT_SHEET = "poster", "contact_sheet"
+IMAGE_KINDS = (POSTER, CONTACT_SHEET)
+
+
+class FilterGraph(NamedTuple):
+    """One pass's ``-filter_complex`` text and the labels to map: detector branches to
+    ``-f null``, the fingerprint branch to raw frames, each image branch to one JPEG."""
+
+    graph: str
+    null_outputs: list[str]
+    fingerprint_output: str | None
+    image_outputs: dict[str, str]  # image kind -> label
 
 
 @dataclass(frozen=True)
@@ -109,6 +130,11 @@ class AnalysisRecord:
     fingerprint: Fingerprint | None = None
     decode_errors: int = 0
     elapsed_s: float | None = field(default=None, compare=False)
+    poster: str | None = None
+    """Where the poster frame (JPEG) is: a local path from the analyzer, the catalog's
+    location of it once stored."""
+    contact_sheet: str | None = None
+    """Where the contact sheet (JPEG grid of frames over the duration) is, when made."""
 
     @property
     def integrated_lufs(self) -> float | None:
@@ -126,10 +152,12 @@ class AnalysisRecord:
             "loudness_range_lu": first.loudness_range_lu if first else None,
             "true_peak_dbtp": first.true_peak_dbtp if first else None,
             "loudness": [asdict(x) for x in self.loudness],
-            "black_segments": [list(s) for s in self.black_segments],
+            "black_segments": [s._asdict() for s in self.black_segments],
+            "black_total_s": round(sum(s.duration_s for s in self.black_segments), 3),
             "leading_black_s": self.leading_black_s,
             "trailing_black_s": self.trailing_black_s,
-            "freeze_segments": [list(s) for s in self.freeze_segments],
+            "freeze_segments": [s._asdict() for s in self.freeze_segments],
+            "freeze_total_s": round(sum(s.duration_s for s in self.freeze_segments), 3),
             "scene_cut_count": self.scene_cut_count,
             "scene_cuts": list(self.scene_cuts),
             "interlace": self.interlace.verdict if self.interlace else None,
@@ -139,6 +167,8 @@ class AnalysisRecord:
             "fingerprint": fp.to_hex() if fp else None,
             "decode_errors": self.decode_errors,
             "elapsed_s": self.elapsed_s,
+            "poster": self.poster,
+            "contact_sheet": self.contact_sheet,
         }
 
 
@@ -224,24 +254,63 @@ def _opt(x: float) -> str:
     return f"{x:g}"
 
 
+def _image_branches(
+    params: AnalysisParams, images: Sequence[str], duration_s: float | None
+) -> tuple[list[str], dict[str, str]]:
+    """Filter branches (fed by labels ``[vi_<kind>]``) and output labels of the images."""
+    p = params
+    parts, outs = [], {}
+    for kind in images:
+        if kind == POSTER:
+            at = max(0.0, (duration_s or 0.0) * p.poster_at)
+            # select passes every frame from `at` on; the output keeps the first one.
+            parts.append(
+                f"[vi_{kind}]select='gte(t,{_opt(round(at, 3))})',"
+                f"scale={p.poster_width}:-2,setsar=1[img_{kind}]"
+            )
+        elif kind == CONTACT_SHEET:
+            tiles = p.sheet_columns * p.sheet_rows
+            # `tiles` frames spread evenly over the duration (one per second when unknown);
+            # tile= flushes a partly filled sheet at the end of a short file.
+            rate = tiles / duration_s if duration_s else 1.0
+            parts.append(
+                f"[vi_{kind}]fps={rate:.6g}:eof_action=pass,"
+                f"scale={p.sheet_tile_width}:-2,setsar=1,"
+                f"tile={p.sheet_columns}x{p.sheet_rows}:padding=2:margin=2[img_{kind}]"
+            )
+        else:
+            raise ValueError(f"unknown image kind {kind!r} (kinds: {', '.join(IMAGE_KINDS)})")
+        outs[kind] = f"img_{kind}"
+    return parts, outs
+
+
 def filter_graph(
-    video_index: int | None, audio_indices: Sequence[int], params: AnalysisParams
-) -> tuple[str, list[str], str | None]:
-    """``(graph, null_outputs, fingerprint_output)`` for ``ffmpeg -filter_complex``.
+    video_index: int | None,
+    audio_indices: Sequence[int],
+    params: AnalysisParams,
+    *,
+    images: Sequence[str] = (),
+    duration_s: float | None = None,
+) -> FilterGraph:
+    """The ``ffmpeg -filter_complex`` text of one analysis pass and its output labels.
 
     The video branch runs blackdetect, freezedetect, scdet and idet (``idet@video``) on
     input stream ``video_index`` and splits off a ``fps``-sampled 9x8 grayscale copy
-    labelled ``[fp]`` for the fingerprint; each audio stream ``i`` gets
-    ``ebur128@a<i>=peak=true`` (per-frame log at verbose level, so only the summary is
-    printed). ``null_outputs`` are the labels to map to ``-f null``.
+    labelled ``[fp]`` for the fingerprint, and one copy per requested image (``poster``:
+    one frame at ``poster_at`` of ``duration_s``; ``contact_sheet``: a grid of frames spread
+    over it). Each audio stream ``i`` gets ``ebur128@a<i>=peak=true`` (per-frame log at
+    verbose level, so only the summary is printed).
     """
     parts: list[str] = []
     outs: list[str] = []
     fp_out = None
+    image_outs: dict[str, str] = {}
     p = params
     if video_index is not None:
+        wanted = [k for k in IMAGE_KINDS if k in images]
+        copies = "".join(f"[vi_{k}]" for k in wanted)
         parts.append(
-            f"[0:{video_index}]split=2[vd][vf];"
+            f"[0:{video_index}]split={2 + len(wanted)}[vd][vf]{copies};"
             f"[vd]blackdetect=d={_opt(p.black_min_s)}:pix_th={_opt(p.black_pixel_th)}"
             f":pic_th={_opt(p.black_picture_th)},"
             f"freezedetect=n={_opt(p.freeze_noise_db)}dB:d={_opt(p.freeze_min_s)},"
@@ -253,10 +322,12 @@ def filter_graph(
         )
         outs.append("vo")
         fp_out = "fp"
+        branches, image_outs = _image_branches(p, wanted, duration_s)
+        parts += branches
     for i in audio_indices:
         parts.append(f"[0:{i}]ebur128@a{i}=peak=true:framelog=verbose[ao{i}]")
         outs.append(f"ao{i}")
-    return ";".join(parts), outs, fp_out
+    return FilterGraph(";".join(parts), outs, fp_out, image_outs)
 
 
 # --------------------------------------------------------------------------- parsers

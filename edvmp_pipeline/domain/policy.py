@@ -11,7 +11,8 @@ A policy file looks like::
         description: Videos longer than an hour are not accepted.
 
 Each rule names one field of the ``videos`` record (the scalar fields of
-:class:`~edvmp_pipeline.domain.records.VideoRecord` plus ``size_bytes`` and ``object_key``)
+:class:`~edvmp_pipeline.domain.records.VideoRecord` plus ``size_bytes`` and ``object_key``), or
+one the video analysis measures (:data:`ANALYSIS_FIELD_KINDS`, with ``EDVMP_ANALYSIS=on``),
 and exactly one condition: ``min``, ``max`` (numbers, inclusive), ``in``, ``not_in`` (non-empty
 lists) or ``equals``. Loading is strict: a typo in a policy must fail loudly at load time rather
 than silently check nothing, so every problem raises :class:`PolicyError` naming the rule.
@@ -110,7 +111,25 @@ def _field_kinds() -> dict[str, str]:
     return kinds
 
 
-FIELD_KINDS: dict[str, str] = _field_kinds()
+# Fields the video analysis measures (EDVMP_ANALYSIS=on; see domain/media_analysis.py):
+# the loudness figures are the first audio stream's; ``near_duplicates`` counts the versions
+# of *other* objects, analysed before this one, that it is a near-duplicate of.
+ANALYSIS_FIELD_KINDS: dict[str, str] = {
+    "integrated_lufs": "number",
+    "loudness_range_lu": "number",
+    "true_peak_dbtp": "number",
+    "leading_black_s": "number",
+    "trailing_black_s": "number",
+    "black_total_s": "number",
+    "freeze_total_s": "number",
+    "scene_cut_count": "number",
+    "decode_errors": "number",
+    "interlace": "string",
+    "hdr_class": "string",
+    "near_duplicates": "number",
+}
+
+FIELD_KINDS: dict[str, str] = {**_field_kinds(), **ANALYSIS_FIELD_KINDS}
 
 
 class PolicyError(ConfigError):
@@ -182,6 +201,16 @@ class Policy:
 
     rules: tuple[Rule, ...]
     source: str | None = None
+
+    @property
+    def analysis_rules(self) -> tuple[Rule, ...]:
+        """The rules on fields only the video analysis measures."""
+        return tuple(r for r in self.rules if r.field in ANALYSIS_FIELD_KINDS)
+
+    def without_analysis_rules(self) -> Policy:
+        """This policy with its analysis rules left out."""
+        return Policy(tuple(r for r in self.rules if r.field not in ANALYSIS_FIELD_KINDS),
+                      self.source)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -442,16 +471,25 @@ def load_policy(
         raise PolicyError(f"{source}: {exc}") from None
 
 
-def load_default_policy() -> Policy:
-    """The policy shipped with the package (``edvmp_pipeline/default_policy.yaml``)."""
-    return load_policy(DEFAULT_POLICY_PATH)
+def load_default_policy(*, analysis: bool = False) -> Policy:
+    """The policy shipped with the package (``edvmp_pipeline/default_policy.yaml``); its
+    opt-in analysis rules only with ``analysis`` (the video analysis runs)."""
+    policy = load_policy(DEFAULT_POLICY_PATH)
+    return policy if analysis else policy.without_analysis_rules()
 
 
 POLICY_ENV = "EDVMP_POLICY"
 
 
-def configured_policy(environ: Mapping[str, str] | None = None) -> Policy:
+def configured_policy(
+    environ: Mapping[str, str] | None = None, *, analysis: bool = False
+) -> Policy:
     """The policy file named by ``EDVMP_POLICY``, else the packaged default.
+
+    ``analysis`` says whether the video analysis runs (``EDVMP_ANALYSIS``). Without it the
+    default policy's analysis rules (its opt-in examples) are left out, and a configured
+    policy naming an analysis field is refused: its rules would fail every version on a
+    null no run ever fills.
 
     Raises :class:`PolicyError` (message prefixed with the variable name) for a missing or
     malformed file, so a bad setting stops the code location from loading.
@@ -459,11 +497,18 @@ def configured_policy(environ: Mapping[str, str] | None = None) -> Policy:
     env = os.environ if environ is None else environ
     value = (env.get(POLICY_ENV) or "").strip()
     if not value:
-        return load_default_policy()
+        return load_default_policy(analysis=analysis)
     try:
-        return load_policy(Path(value).expanduser())
+        policy = load_policy(Path(value).expanduser())
     except PolicyError as exc:
         raise PolicyError(f"{POLICY_ENV}: {exc.reason}") from None
+    if not analysis and policy.analysis_rules:
+        rule = policy.analysis_rules[0]
+        raise PolicyError(
+            f"{POLICY_ENV}: rule {rule.id!r} checks {rule.field}, which only the video "
+            "analysis measures; set EDVMP_ANALYSIS=on or drop the rule"
+        )
+    return policy
 
 
 def _predicate(condition: str, target: Any) -> Callable[[Any], bool]:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from edvmp_pipeline.catalog.analysis_tables import with_analysis as with_analysis_fields
 from edvmp_pipeline.catalog.store import Catalog
 from edvmp_pipeline.domain.policy import Rule, evaluate_batch
 
@@ -29,7 +30,11 @@ class RuleOutcome:
 
 
 def rows_to_check(
-    catalog: Catalog, partition_keys: Sequence[str], *, recheck: bool = False
+    catalog: Catalog,
+    partition_keys: Sequence[str],
+    *,
+    recheck: bool = False,
+    with_analysis: bool = False,
 ) -> list[dict[str, Any]]:
     """``videos`` rows among ``partition_keys`` whose current metadata is not checked yet.
 
@@ -37,6 +42,9 @@ def rows_to_check(
     new as its metadata, so a re-probed version is checked again and other versions in the
     run's range (processed by someone else) are not checked twice. ``recheck`` (a run of a
     subset of the rules) takes every version with metadata.
+
+    ``with_analysis`` (the policy names analysis fields): only versions whose current
+    metadata is analysed are due, and their rows carry the analysis fields.
     """
     states = catalog.job_states(partition_keys)
     todo = [
@@ -44,8 +52,10 @@ def rows_to_check(
         for pk, s in states.items()
         if s.metadata_at is not None
         and (recheck or s.checked_at is None or s.checked_at < s.metadata_at)
+        and (not with_analysis or (s.analysed_at is not None and s.analysed_at >= s.metadata_at))
     ]
-    return catalog.video_rows(todo)
+    rows = catalog.video_rows(todo)
+    return with_analysis_fields(catalog, rows) if with_analysis else rows
 
 
 def evaluate_rows(
@@ -98,11 +108,15 @@ def check_and_land(
     *,
     run_id: str,
     every_rule: bool = True,
+    with_analysis: bool = False,
 ) -> tuple[list[dict[str, Any]], list[RuleOutcome]]:
     """The step's work without Dagster: evaluate ``rules`` on the versions not checked yet
     and land one ``checks`` row per (version, rule). ``every_rule`` says ``rules`` is the
-    whole policy, so the versions count as checked."""
-    rows = rows_to_check(catalog, partition_keys, recheck=not every_rule)
+    whole policy, so the versions count as checked; ``with_analysis`` that the policy
+    names analysis fields (see :func:`rows_to_check`)."""
+    rows = rows_to_check(
+        catalog, partition_keys, recheck=not every_rule, with_analysis=with_analysis
+    )
     check_rows, outcomes = evaluate_rows(rules, rows)
     checked = [r["partition_key"] for r in rows]
     catalog.write_checks(check_rows, run_id=run_id, complete=checked if every_rule else ())

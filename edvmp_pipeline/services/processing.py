@@ -183,25 +183,28 @@ def process_batch(
     return outcome
 
 
-def _complete(state: JobState, has_rules: bool) -> bool:
+def _complete(state: JobState, has_rules: bool, analysis: bool = False) -> bool:
     """All of the version's assets are done for its current metadata."""
     meta = state.metadata_at
     if meta is None or state.summary_at is None or state.summary_at < meta:
+        return False
+    if analysis and (state.analysed_at is None or state.analysed_at < meta):
         return False
     return not has_rules or (state.checked_at is not None and state.checked_at >= meta)
 
 
 def finish_run(
-    catalog: Catalog, run_id: str, *, failed: set[str], has_rules: bool
+    catalog: Catalog, run_id: str, *, failed: set[str], has_rules: bool, analysis: bool = False
 ) -> tuple[list[str], list[str], list[JobState]]:
     """End of a run: each version it holds (RUNNING, not in ``failed``) becomes SUCCEEDED
-    when all of its assets are done, else PENDING for the next pass to complete.
+    when all of its assets are done (``analysis``: the video analysis is one of them), else
+    PENDING for the next pass to complete.
 
     Returns (succeeded, released to PENDING, every version of the run as it stood).
     """
     mine = catalog.state.in_run(run_id)
     running = [s for s in mine if s.status == RUNNING and s.partition_key not in failed]
-    complete = [s.partition_key for s in running if _complete(s, has_rules)]
+    complete = [s.partition_key for s in running if _complete(s, has_rules, analysis)]
     succeeded = catalog.state.mark_succeeded(complete, run_id)
     done = set(complete)
     released = catalog.state.release(
