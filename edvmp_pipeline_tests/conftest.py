@@ -47,7 +47,15 @@ def library(sample_library: Path, tmp_path: Path) -> Path:
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A fresh EDVMP_HOME (catalog and Dagster instance inside it), default settings."""
     monkeypatch.setenv("EDVMP_HOME", str(tmp_path / "home"))
-    for name in ("DAGSTER_HOME", "EDVMP_CATALOG", "EDVMP_SUMMARIZER", "EDVMP_POLICY"):
+    for name in (
+        "DAGSTER_HOME",
+        "EDVMP_CATALOG",
+        "EDVMP_SUMMARIZER",
+        "EDVMP_POLICY",
+        "EDVMP_ANALYSIS",
+        "EDVMP_ANALYSIS_IMAGES",
+        "EDVMP_ANALYSIS_TIMEOUT_S",
+    ):
         monkeypatch.delenv(name, raising=False)
     yield tmp_path / "home"
     # get_instance() exports DAGSTER_HOME; do not leak it into the next test.

@@ -120,11 +120,10 @@ def shared_buckets(
             sql = f"""
                 WITH hits AS (
                     SELECT DISTINCT m.partition_key AS a, h.partition_key AS b, h.bucket
-                    FROM _mine m JOIN {held} h ON h.bucket = m.bucket
-                    WHERE h.partition_key <> m.partition_key),
+                    FROM _mine m JOIN {held} h ON h.bucket = m.bucket),
                 sizes AS (SELECT bucket, count(DISTINCT b) AS n FROM hits GROUP BY bucket)
                 SELECT a, b, count(*) FROM hits JOIN sizes USING (bucket)
-                WHERE sizes.n <= $max_bucket GROUP BY a, b
+                WHERE sizes.n <= $max_bucket AND a <> b GROUP BY a, b
                 """  # nosec B608
             params: dict[str, Any] = {"max_bucket": MAX_BUCKET}
             if not catalog.on_s3:
