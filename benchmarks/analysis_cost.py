@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/analysis_cost.py [--resolutions 320x240,640x360,1280x720,1920x1080]
         [--seconds 5] [--repeat 3] [--versions 10000] [--frames 60] [--planted 200]
-        [--brute 400] [--skip-media] [--skip-matching]
+        [--brute 400] [--catalog-versions 1000,10000,100000] [--probes 20]
+        [--skip-media] [--skip-matching] [--skip-catalog]
 
 (a) Analysis cost. For each resolution, ffmpeg makes a ``--seconds`` clip (testsrc2 at
 25 fps, libx264 ``veryfast`` CRF 23, stereo AAC sine) in a temporary folder; the table
@@ -20,6 +21,16 @@ is over the planted pairs, ``extra`` counts reported pairs that were not planted
 all-pairs baseline (:func:`brute_force_pairs`) runs on the first ``--brute`` fingerprints
 (with their planted copies) and is extrapolated to all pairs of ``--versions``; on that
 subset both must report the same pairs.
+
+(c) The catalog's index (what the pipeline runs). ``--catalog-versions`` checkpoints
+(default 1,000,10,000,100,000): synthetic analysed versions (fingerprints as in (b)) are
+landed in a temporary catalog in batches of 1,000 (analysis rows, compacted by their writers
+as in production, and the state store's bucket index); at each checkpoint ``--probes`` new
+versions (half near-copies of held ones, half unrelated) are landed and looked up one by
+one, as event runs do (:func:`edvmp_pipeline.services.analysis.find_near_duplicates`:
+one DuckDB join of the version's buckets with the index, then exact scores of the
+candidates). The table gives the lookup time per version and its ratio to the first
+checkpoint, measured in the same run.
 """
 
 from __future__ import annotations
@@ -206,6 +217,69 @@ def bench_matching(versions: int, frames: int, planted: int, brute: int) -> None
     print(json.dumps({"versions": len(fps), "match_s": round(t5 - t4, 2)}))
 
 
+def bench_catalog(checkpoints: list[int], frames: int, probes: int) -> None:
+    import sqlite3
+    from datetime import UTC, datetime
+
+    from edvmp_pipeline.catalog import analysis_tables
+    from edvmp_pipeline.catalog.store import Catalog
+    from edvmp_pipeline.domain.media_analysis import AnalysisRecord
+    from edvmp_pipeline.domain.records import ObjectVersion
+    from edvmp_pipeline.services.analysis import find_near_duplicates
+
+    def version(pk: str) -> ObjectVersion:
+        return ObjectVersion("/bench", f"{pk}.mp4", pk, 1, datetime(2026, 12, 1, tzinfo=UTC))
+
+    def land(cat: Catalog, fps: dict[str, Fingerprint]) -> dict:
+        analysed = [(pk, version(pk), AnalysisRecord(duration_s=float(frames),
+                     video_stream_index=0, fingerprint=fp)) for pk, fp in fps.items()]  # fmt: skip
+        cat.register([(pk, v) for pk, v, _ in analysed], "bench")
+        analysis_tables.land_analysis(cat, analysed, run_id="bench")
+        return {pk: (v, r.fingerprint) for pk, v, r in analysed}
+
+    rng = random.Random(5)
+    print(f"(c) the catalog's fingerprint index: lookups of one new version ({probes} per "
+          f"checkpoint, half near-copies), {frames} frames per fingerprint")  # fmt: skip
+    print(f"  {'held versions':>13} {'index rows':>12} {'files':>6} {'land':>9} "
+          f"{'look up':>9} {'ratio':>6} {'right':>6}")  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="edvmp-bench-") as tmp:
+        cat = Catalog(Path(tmp) / "catalog").ensure()
+        held: dict[str, Fingerprint] = {}
+        first = None
+        n_probe = 0
+        for target in checkpoints:
+            while len(held) < target:
+                batch = {f"h{len(held) + i:07d}": Fingerprint(1.0, _walk(rng, frames))
+                         for i in range(min(1000, target - len(held)))}  # fmt: skip
+                land(cat, batch)
+                held.update(batch)
+            keys = sorted(held)
+            right = 0
+            landing = looking = 0.0
+            for i in range(probes):
+                copy = i % 2 == 0
+                src = rng.choice(keys)
+                fp = Fingerprint(1.0, _near_copy(rng, held[src].hashes) if copy
+                                 else _walk(rng, frames))  # fmt: skip
+                pk = f"p{n_probe:07d}"
+                n_probe += 1
+                t0 = time.perf_counter()
+                landed = land(cat, {pk: fp})
+                t1 = time.perf_counter()
+                pairs = find_near_duplicates(cat, landed)
+                t2 = time.perf_counter()
+                landing += t1 - t0
+                looking += t2 - t1
+                right += ({p["duplicate_of"] for p in pairs} == {src}) if copy else not pairs
+            per = looking / probes
+            first = first or per
+            with sqlite3.connect(cat.state.path) as con:
+                n_rows = con.execute("SELECT count(*) FROM fingerprint_buckets").fetchone()[0]
+            print(f"  {len(held):>13,} {n_rows:>12,} {cat.file_count():>6} "
+                  f"{landing / probes * 1e3:>6.1f} ms {per * 1e3:>6.1f} ms {per / first:>5.2f}x "
+                  f"{right:>3}/{probes}")  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--resolutions", default="320x240,640x360,1280x720,1920x1080")
@@ -217,11 +291,17 @@ def main() -> None:
     ap.add_argument("--brute", type=int, default=400)
     ap.add_argument("--skip-media", action="store_true")
     ap.add_argument("--skip-matching", action="store_true")
+    ap.add_argument("--catalog-versions", default="1000,10000,100000")
+    ap.add_argument("--probes", type=int, default=20)
+    ap.add_argument("--skip-catalog", action="store_true")
     args = ap.parse_args()
     if not args.skip_media:
         bench_media(args.resolutions.split(","), args.seconds, args.repeat)
     if not args.skip_matching:
         bench_matching(args.versions, args.frames, args.planted, args.brute)
+    if not args.skip_catalog:
+        checkpoints = [int(x) for x in args.catalog_versions.split(",")]
+        bench_catalog(checkpoints, args.frames, args.probes)
 
 
 if __name__ == "__main__":

@@ -140,6 +140,17 @@ def test_violations_are_an_index_of_the_current_verdicts(store) -> None:
     assert store.violation_counts(["has_audio"], sample=0)["has_audio"] == (1, [])
 
 
+def test_the_fingerprint_index_reads_by_bucket_and_skips_crowded_buckets(store) -> None:
+    store.index_fingerprints({"a": [1, 2, 3], "b": [2, 3], "c": [3, 7 << 16]})
+    store.index_fingerprints({"a": [1, 1, 2]})  # again: idempotent
+    assert store.bucket_members([1, 2, 3, 99], limit=10) == {
+        1: ["a"], 2: ["a", "b"], 3: ["a", "b", "c"],
+    }  # fmt: skip
+    # Bucket 3 holds three versions, more than the limit: left out, not truncated.
+    assert store.bucket_members([2, 3, 7 << 16], limit=2) == {2: ["a", "b"], 7 << 16: ["c"]}
+    assert store.bucket_members([], limit=2) == {}
+
+
 def test_a_claim_held_by_a_dead_process_of_this_host_is_taken_over(tmp_path: Path) -> None:
     store = SqliteStateStore(tmp_path / "s.sqlite")
     store.register([("a", _v("a"))], "t")

@@ -394,18 +394,25 @@ def s3_env(
     return {**os.environ, "EDVMP_HOME": str(home), "EDVMP_ANALYSIS": "on"}
 
 
+@pytest.mark.parametrize("state", ["sqlite", "dynamodb"])
 def test_s3_objects_are_read_once_and_posters_land_in_the_lake(
+    state: str,
     analysis_media: Path,
     s3_env: dict[str, str],
     s3_client: BaseClient,
     s3_bucket: str,
     tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
     for key in ("masters/original.mp4", "reuploads/small copy.mp4"):
         s3_client.upload_file(str(analysis_media / key), s3_bucket, f"in/{key}")
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     env = {**s3_env, "TMPDIR": str(scratch)}
+    if state == "dynamodb":
+        # The fingerprint index in DynamoDB (moto's server); the S3 keys stay the server's.
+        dynamo = request.getfixturevalue("dynamodb_env")
+        env.update({k: v for k, v in dynamo.items() if k.startswith("EDVMP_")})
     done = run_edvmp("ingest", f"s3://{s3_bucket}/in/", env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "processed 2: succeeded 2, failed 0" in done.stdout, done.stdout

@@ -26,6 +26,8 @@ table                  key                    indexes (partition key, sort key)
                        ``incident_id``
 ``violations``         ``rule_id`` +          —
                        ``partition_key``
+``fingerprint_buckets`` ``bucket`` +          — (one Query per bucket of a new version's
+                       ``partition_key``      fingerprint: near-duplicate candidates)
 ``upload_jobs``        ``job_id``             ``by_owner`` (owner, created_at)
 ``meta``               ``name``               — (status counts, operational counters,
                                               bookkeeping)
@@ -83,7 +85,10 @@ from edvmp_pipeline.domain.errors import ConfigError, StoreUnreachable
 from edvmp_pipeline.domain.records import ObjectVersion
 
 T = TypeVar("T")
-TABLES = ("versions", "incidents", "incident_runs", "violations", "upload_jobs", "meta")
+TABLES = (
+    "versions", "incidents", "incident_runs", "violations", "fingerprint_buckets",
+    "upload_jobs", "meta",
+)  # fmt: skip
 STATUSES = (PENDING, RUNNING, SUCCEEDED, FAILED)
 _THROTTLED = {
     "ProvisionedThroughputExceededException",
@@ -701,6 +706,35 @@ class DynamoDbStateStore:
                         )  # fmt: skip
                     else:
                         w.delete_item(Key={"rule_id": rule_id, "partition_key": pk})
+
+    # -- fingerprint index ----------------------------------------------------------------
+    def index_fingerprints(self, buckets: Mapping[str, Sequence[int]]) -> None:
+        """Add each version's fingerprint buckets to the index (idempotent puts)."""
+        with self.t["fingerprint_buckets"].batch_writer(
+            overwrite_by_pkeys=["bucket", "partition_key"]
+        ) as w:
+            for pk, bs in buckets.items():
+                for b in dict.fromkeys(bs):
+                    w.put_item(Item={"bucket": int(b), "partition_key": pk})
+
+    def bucket_members(self, buckets: Sequence[int], *, limit: int) -> dict[int, list[str]]:
+        """The versions in each bucket (one Query per bucket, at most ``limit + 1`` items
+        read); a bucket holding more than ``limit`` versions is left out."""
+        from boto3.dynamodb.conditions import Key
+
+        def one(bucket: int) -> tuple[int, list[str]]:
+            answer = retrying(
+                lambda: self.t["fingerprint_buckets"].query(
+                    KeyConditionExpression=Key("bucket").eq(bucket),
+                    ProjectionExpression="partition_key",
+                    Limit=limit + 1,
+                )
+            )
+            members = [str(i["partition_key"]) for i in answer.get("Items", [])]
+            return bucket, members if len(members) <= limit else []
+
+        found = self._map(one, [int(b) for b in dict.fromkeys(buckets)])
+        return {b: members for b, members in found if members}
 
     def violation_counts(
         self, rule_ids: Sequence[str], *, sample: int = 100

@@ -88,6 +88,12 @@ def table_definitions(prefix: str) -> dict[str, dict[str, Any]]:
             "AttributeDefinitions": _attrs(rule_id="S", partition_key="S"),
             **on_demand,
         },
+        "fingerprint_buckets": {
+            "TableName": f"{prefix}fingerprint_buckets",
+            "KeySchema": _key("bucket", "partition_key"),
+            "AttributeDefinitions": _attrs(bucket="N", partition_key="S"),
+            **on_demand,
+        },
         "upload_jobs": {
             "TableName": f"{prefix}upload_jobs",
             "KeySchema": _key("job_id"),

@@ -215,17 +215,6 @@ ANALYSIS = pa.schema(
     ]
 )
 
-# The LSH buckets of each analysed version's fingerprint (``fingerprints.bucket_ids``): the
-# index that finds near-duplicate candidates without comparing every pair. Derived from the
-# ``analysis`` row's fingerprint, like the verdict index is from ``checks``.
-FINGERPRINT_BUCKETS = pa.schema(
-    [
-        ("partition_key", pa.string()),
-        ("bucket", pa.int64()),
-        ("analysed_at", TS),
-    ]
-)
-
 # One row per near-duplicate pair found: ``partition_key`` is the version whose analysis
 # found it, ``duplicate_of`` the version it matched (analysed earlier, or earlier in the
 # same run). ``offset_s`` is how far ``partition_key``'s frames are shifted against the
@@ -252,7 +241,6 @@ TABLES: dict[str, pa.Schema] = {
     "summaries": SUMMARIES,
     "checks": CHECKS,
     "analysis": ANALYSIS,
-    "fingerprint_buckets": FINGERPRINT_BUCKETS,
     "near_duplicates": NEAR_DUPLICATES,
 }
 
@@ -265,7 +253,6 @@ DEDUPE: dict[str, tuple[tuple[str, ...], str]] = {
     "summaries": (("partition_key",), "created_at"),
     "checks": (("partition_key", "rule_id"), "checked_at"),
     "analysis": (("partition_key",), "analysed_at"),
-    "fingerprint_buckets": (("partition_key", "bucket"), "analysed_at"),
     "near_duplicates": (("partition_key", "duplicate_of"), "found_at"),
 }
 

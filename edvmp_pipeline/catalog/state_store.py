@@ -198,6 +198,10 @@ class StateStore(Protocol):
         self, rule_ids: Sequence[str], *, sample: int = 100
     ) -> dict[str, tuple[int, list[str]]]: ...
 
+    def index_fingerprints(self, buckets: Mapping[str, Sequence[int]]) -> None: ...
+
+    def bucket_members(self, buckets: Sequence[int], *, limit: int) -> dict[int, list[str]]: ...
+
     def mark_failed(self, failures: Mapping[str, tuple[str, str]], run_id: str) -> list[str]: ...
 
     def mark_done(self, step: str, partition_keys: Sequence[str]) -> None: ...
@@ -327,6 +331,14 @@ CREATE TABLE IF NOT EXISTS violations (
     partition_key TEXT NOT NULL,
     PRIMARY KEY (rule_id, partition_key)
 );
+-- The LSH buckets of each analysed version's fingerprint (domain/fingerprints.bucket_ids):
+-- the index that finds near-duplicate candidates with one keyed read per bucket. The
+-- fingerprint itself is in the analysis Parquet table; this is derived from it.
+CREATE TABLE IF NOT EXISTS fingerprint_buckets (
+    bucket INTEGER NOT NULL,
+    partition_key TEXT NOT NULL,
+    PRIMARY KEY (bucket, partition_key)
+) WITHOUT ROWID;
 """
 
 _JOB_COLUMNS = tuple(f.name for f in fields(JobState))
@@ -707,6 +719,45 @@ class SqliteStateStore:
                 "INSERT OR IGNORE INTO violations (rule_id, partition_key) VALUES (?, ?)",
                 [(rule_id, pk) for rule_id in rules for pk in failing.get(rule_id, ())],
             )
+
+    # -- fingerprint index ----------------------------------------------------------------
+    def index_fingerprints(self, buckets: Mapping[str, Sequence[int]]) -> None:
+        """Add each version's fingerprint buckets to the index (idempotent)."""
+        with self._write() as con:
+            con.executemany(
+                "INSERT OR IGNORE INTO fingerprint_buckets (bucket, partition_key) VALUES (?, ?)",
+                [(int(b), pk) for pk, bs in buckets.items() for b in dict.fromkeys(bs)],
+            )
+
+    def bucket_members(self, buckets: Sequence[int], *, limit: int) -> dict[int, list[str]]:
+        """The versions in each bucket (primary-key range reads); a bucket holding more than
+        ``limit`` versions is left out, so one lookup reads at most ``limit`` per bucket
+        whatever the size of the index."""
+        wanted = [int(b) for b in dict.fromkeys(buckets)]
+        out: dict[int, list[str]] = {}
+        with self._read() as con:
+            for chunk in _chunks(wanted):
+                marks = _marks(len(chunk))
+                small = [
+                    b
+                    for b, n in con.execute(
+                        # bandit B608 waived: only placeholders are spliced, values are bound
+                        f"SELECT bucket, count(*) FROM fingerprint_buckets WHERE bucket IN "  # nosec B608
+                        f"({marks}) GROUP BY bucket",
+                        list(chunk),
+                    )
+                    if n <= limit
+                ]
+                if not small:
+                    continue
+                for b, pk in con.execute(
+                    # bandit B608 waived: only placeholders are spliced, values are bound
+                    "SELECT bucket, partition_key FROM fingerprint_buckets WHERE bucket IN "  # nosec B608
+                    f"({_marks(len(small))})",
+                    small,
+                ):
+                    out.setdefault(b, []).append(pk)
+        return out
 
     def violation_counts(
         self, rule_ids: Sequence[str], *, sample: int = 100

@@ -1,7 +1,7 @@
 """DuckDB views of the catalog: result tables over Parquet, state tables from the state store.
 
 Result tables (``videos``, ``streams``, ``summaries``, ``checks``, and with the video
-analysis ``analysis``, ``fingerprint_buckets``, ``near_duplicates``) are folders of Parquet
+analysis ``analysis`` and ``near_duplicates``) are folders of Parquet
 files; a version processed twice has several rows there, and the views keep the newest one
 per key (``schemas.DEDUPE``). ``objects``, ``jobs`` and ``incidents`` are the state store's
 rows, handed to DuckDB as Arrow tables (DuckDB cannot load its SQLite extension offline), with

@@ -141,6 +141,14 @@ def find_near_duplicates(
     batch is recorded once, by its later partition key.
     """
     shared = tables.shared_buckets(catalog, {pk: fp for pk, (_, fp) in analysed.items()})
+    # Only pairs that can pass are read back: sharing fewer buckets than MIN_SHARED (or the
+    # new one's informative frames) could only pass for a held fingerprint of one or two
+    # informative frames, and those cannot overlap half of a longer one anyway.
+    shared = {
+        (a, b): n
+        for (a, b), n in shared.items()
+        if n >= min(MIN_SHARED, analysed[a][1].informative)
+    }
     if not shared:
         return []
     held_keys = sorted({b for _, b in shared} - set(analysed))
