@@ -140,15 +140,23 @@ def test_violations_are_an_index_of_the_current_verdicts(store) -> None:
     assert store.violation_counts(["has_audio"], sample=0)["has_audio"] == (1, [])
 
 
-def test_the_fingerprint_index_reads_by_bucket_and_skips_crowded_buckets(store) -> None:
-    store.index_fingerprints({"a": [1, 2, 3], "b": [2, 3], "c": [3, 7 << 16]})
-    store.index_fingerprints({"a": [1, 1, 2]})  # again: idempotent
-    assert store.bucket_members([1, 2, 3, 99], limit=10) == {
-        1: ["a"], 2: ["a", "b"], 3: ["a", "b", "c"],
+def test_fingerprints_are_kept_by_version_and_indexed_by_bucket(store) -> None:
+    from edvmp_pipeline.domain.fingerprints import Fingerprint, bucket_ids
+
+    a = Fingerprint(1.0, (0x1111_2222_3333_4444, 0, 0xFFFF_0000_FFFF_0001))
+    b = Fingerprint(1.0, (0x1111_9999_9999_9999,))  # shares a's first 16-bit band
+    c = Fingerprint(0.5, (0x1111_2222_7777_7777,))  # shares two of a's bands
+    store.index_fingerprints({"a": a, "b": b, "c": c})
+    store.index_fingerprints({"a": a})  # again: idempotent
+    assert store.fingerprints(["a", "c", "nope"]) == {"a": a, "c": c}
+    first, second = bucket_ids(Fingerprint(1.0, (a.hashes[0],)))[:2]
+    assert store.bucket_members([first, second, 12345], limit=10) == {
+        first: ["a", "b", "c"], second: ["a", "c"],
     }  # fmt: skip
-    # Bucket 3 holds three versions, more than the limit: left out, not truncated.
-    assert store.bucket_members([2, 3, 7 << 16], limit=2) == {2: ["a", "b"], 7 << 16: ["c"]}
+    # A bucket holding more versions than the limit is left out, not truncated.
+    assert store.bucket_members([first, second], limit=2) == {second: ["a", "c"]}
     assert store.bucket_members([], limit=2) == {}
+    assert set(bucket_ids(a)) >= set(bucket_ids(Fingerprint(1.0, a.hashes[:1])))
 
 
 def test_a_claim_held_by_a_dead_process_of_this_host_is_taken_over(tmp_path: Path) -> None:

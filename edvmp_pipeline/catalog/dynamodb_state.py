@@ -26,6 +26,7 @@ table                  key                    indexes (partition key, sort key)
                        ``incident_id``
 ``violations``         ``rule_id`` +          —
                        ``partition_key``
+``fingerprints``       ``partition_key``      — (rate_hz, hashes as binary: 8 bytes a frame)
 ``fingerprint_buckets`` ``bucket`` +          — (one Query per bucket of a new version's
                        ``partition_key``      fingerprint: near-duplicate candidates)
 ``upload_jobs``        ``job_id``             ``by_owner`` (owner, created_at)
@@ -82,12 +83,13 @@ from edvmp_pipeline.catalog.upload_jobs import COLUMNS as UPLOAD_COLUMNS
 from edvmp_pipeline.catalog.upload_jobs import TIMES as UPLOAD_TIMES
 from edvmp_pipeline.catalog.upload_jobs import UploadJob
 from edvmp_pipeline.domain.errors import ConfigError, StoreUnreachable
+from edvmp_pipeline.domain.fingerprints import Fingerprint, bucket_ids
 from edvmp_pipeline.domain.records import ObjectVersion
 
 T = TypeVar("T")
 TABLES = (
-    "versions", "incidents", "incident_runs", "violations", "fingerprint_buckets",
-    "upload_jobs", "meta",
+    "versions", "incidents", "incident_runs", "violations", "fingerprints",
+    "fingerprint_buckets", "upload_jobs", "meta",
 )  # fmt: skip
 STATUSES = (PENDING, RUNNING, SUCCEEDED, FAILED)
 _THROTTLED = {
@@ -708,14 +710,38 @@ class DynamoDbStateStore:
                         w.delete_item(Key={"rule_id": rule_id, "partition_key": pk})
 
     # -- fingerprint index ----------------------------------------------------------------
-    def index_fingerprints(self, buckets: Mapping[str, Sequence[int]]) -> None:
-        """Add each version's fingerprint buckets to the index (idempotent puts)."""
+    def index_fingerprints(self, fingerprints: Mapping[str, Fingerprint]) -> None:
+        """Store each version's fingerprint (one item, hashes as binary) and index its
+        buckets (idempotent puts)."""
+        with self.t["fingerprints"].batch_writer(overwrite_by_pkeys=["partition_key"]) as w:
+            for pk, fp in fingerprints.items():
+                w.put_item(Item={"partition_key": pk, "rate_hz": Decimal(str(fp.rate_hz)),
+                                 "hashes": fp.to_bytes()})  # fmt: skip
         with self.t["fingerprint_buckets"].batch_writer(
             overwrite_by_pkeys=["bucket", "partition_key"]
         ) as w:
-            for pk, bs in buckets.items():
-                for b in dict.fromkeys(bs):
-                    w.put_item(Item={"bucket": int(b), "partition_key": pk})
+            for pk, fp in fingerprints.items():
+                for b in bucket_ids(fp):
+                    w.put_item(Item={"bucket": b, "partition_key": pk})
+
+    def fingerprints(self, partition_keys: Sequence[str]) -> dict[str, Fingerprint]:
+        """The stored fingerprint of each of these versions that has one (BatchGetItem)."""
+        keys = list(dict.fromkeys(partition_keys))
+        name = self.t["fingerprints"].name
+        out: dict[str, Fingerprint] = {}
+        for i in range(0, len(keys), _BATCH):
+            pending = {name: {"Keys": [{"partition_key": k} for k in keys[i : i + _BATCH]]}}
+            while pending:
+                answer = retrying(lambda p=pending: self._resource.batch_get_item(RequestItems=p))
+                for item in answer["Responses"].get(name, []):
+                    data = item["hashes"]
+                    out[str(item["partition_key"])] = Fingerprint.from_bytes(
+                        float(item["rate_hz"]), bytes(getattr(data, "value", data))
+                    )
+                pending = answer.get("UnprocessedKeys") or {}
+                if pending:
+                    time.sleep(0.05)
+        return out
 
     def bucket_members(self, buckets: Sequence[int], *, limit: int) -> dict[int, list[str]]:
         """The versions in each bucket (one Query per bucket, at most ``limit + 1`` items

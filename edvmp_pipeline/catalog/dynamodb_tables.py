@@ -88,6 +88,12 @@ def table_definitions(prefix: str) -> dict[str, dict[str, Any]]:
             "AttributeDefinitions": _attrs(rule_id="S", partition_key="S"),
             **on_demand,
         },
+        "fingerprints": {
+            "TableName": f"{prefix}fingerprints",
+            "KeySchema": _key("partition_key"),
+            "AttributeDefinitions": _attrs(partition_key="S"),
+            **on_demand,
+        },
         "fingerprint_buckets": {
             "TableName": f"{prefix}fingerprint_buckets",
             "KeySchema": _key("bucket", "partition_key"),

@@ -31,6 +31,7 @@ from edvmp_pipeline.catalog import operational_counters as counters
 from edvmp_pipeline.catalog import upload_jobs
 from edvmp_pipeline.catalog.claimants import pid_alive
 from edvmp_pipeline.catalog.upload_jobs import UploadJob
+from edvmp_pipeline.domain.fingerprints import Fingerprint, bucket_ids
 from edvmp_pipeline.domain.records import ObjectVersion
 
 PENDING, RUNNING, SUCCEEDED, FAILED = "PENDING", "RUNNING", "SUCCEEDED", "FAILED"
@@ -198,7 +199,9 @@ class StateStore(Protocol):
         self, rule_ids: Sequence[str], *, sample: int = 100
     ) -> dict[str, tuple[int, list[str]]]: ...
 
-    def index_fingerprints(self, buckets: Mapping[str, Sequence[int]]) -> None: ...
+    def index_fingerprints(self, fingerprints: Mapping[str, Fingerprint]) -> None: ...
+
+    def fingerprints(self, partition_keys: Sequence[str]) -> dict[str, Fingerprint]: ...
 
     def bucket_members(self, buckets: Sequence[int], *, limit: int) -> dict[int, list[str]]: ...
 
@@ -331,9 +334,15 @@ CREATE TABLE IF NOT EXISTS violations (
     partition_key TEXT NOT NULL,
     PRIMARY KEY (rule_id, partition_key)
 );
--- The LSH buckets of each analysed version's fingerprint (domain/fingerprints.bucket_ids):
--- the index that finds near-duplicate candidates with one keyed read per bucket. The
--- fingerprint itself is in the analysis Parquet table; this is derived from it.
+-- Each analysed version's perceptual fingerprint (its one home: near-duplicate scoring reads
+-- it by key), hashes as 8 big-endian bytes each, and its LSH buckets
+-- (domain/fingerprints.bucket_ids): the index that finds near-duplicate candidates with one
+-- keyed read per bucket.
+CREATE TABLE IF NOT EXISTS fingerprints (
+    partition_key TEXT PRIMARY KEY,
+    rate_hz REAL NOT NULL,
+    hashes BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS fingerprint_buckets (
     bucket INTEGER NOT NULL,
     partition_key TEXT NOT NULL,
@@ -721,13 +730,31 @@ class SqliteStateStore:
             )
 
     # -- fingerprint index ----------------------------------------------------------------
-    def index_fingerprints(self, buckets: Mapping[str, Sequence[int]]) -> None:
-        """Add each version's fingerprint buckets to the index (idempotent)."""
+    def index_fingerprints(self, fingerprints: Mapping[str, Fingerprint]) -> None:
+        """Store each version's fingerprint (replacing an older one) and index its buckets."""
         with self._write() as con:
             con.executemany(
-                "INSERT OR IGNORE INTO fingerprint_buckets (bucket, partition_key) VALUES (?, ?)",
-                [(int(b), pk) for pk, bs in buckets.items() for b in dict.fromkeys(bs)],
+                "INSERT OR REPLACE INTO fingerprints (partition_key, rate_hz, hashes) "
+                "VALUES (?, ?, ?)",
+                [(pk, fp.rate_hz, fp.to_bytes()) for pk, fp in fingerprints.items()],
             )
+            con.executemany(
+                "INSERT OR IGNORE INTO fingerprint_buckets (bucket, partition_key) VALUES (?, ?)",
+                [(b, pk) for pk, fp in fingerprints.items() for b in bucket_ids(fp)],
+            )
+
+    def fingerprints(self, partition_keys: Sequence[str]) -> dict[str, Fingerprint]:
+        """The stored fingerprint of each of these versions that has one (keyed reads)."""
+        with self._read() as con:
+            return {
+                pk: Fingerprint.from_bytes(rate, data)
+                for pk, rate, data in _rows_for_keys(
+                    con,
+                    "SELECT partition_key, rate_hz, hashes FROM fingerprints "
+                    "WHERE partition_key IN ({keys})",
+                    partition_keys,
+                )
+            }
 
     def bucket_members(self, buckets: Sequence[int], *, limit: int) -> dict[int, list[str]]:
         """The versions in each bucket (primary-key range reads); a bucket holding more than

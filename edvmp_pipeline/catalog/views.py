@@ -66,11 +66,7 @@ def result_view_sql(
         "checks": newest("checks", src["checks"]),
         # One row per analysed version (EDVMP_ANALYSIS=on): loudness, black, freezes, cuts,
         # interlacing, HDR class, poster and contact sheet locations.
-        "analysis": newest("analysis", src["analysis"], exclude=" EXCLUDE (run_id, fingerprint)"),
-        # bandit B608 waived: spliced names are catalog constants, values are bound
-        "fingerprints": "SELECT partition_key, object_key, etag, fingerprint_rate_hz AS "  # nosec B608
-        "rate_hz, fingerprint AS hashes, analysed_at FROM "
-        f"({newest('analysis', src['analysis'])}) WHERE fingerprint IS NOT NULL",
+        "analysis": newest("analysis", src["analysis"], exclude=" EXCLUDE (run_id)"),
         # Each near-duplicate pair once (whichever of its versions found it last), with the
         # version that found it as partition_key.
         # bandit B608 waived: spliced names are catalog constants, values are bound

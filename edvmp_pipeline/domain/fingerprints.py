@@ -47,6 +47,9 @@ FRAME_BYTES = THUMB_W * THUMB_H
 FLAT = 0
 FLAT_RANGE = 8  # grey levels (of 255): a frame spanning fewer is flat
 DEFAULT_THRESHOLD = 0.85
+# Frames kept per fingerprint: 11 hours at 1 fps, 320 KB as stored, within one DynamoDB item
+# (400 KB); a longer video is matched on its first 11 hours.
+MAX_FRAMES = 40_000
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,16 @@ class Fingerprint:
     def from_hex(cls, rate_hz: float, hashes: Iterable[str]) -> Fingerprint:
         return cls(rate_hz, tuple(int(h, 16) for h in hashes))
 
+    def to_bytes(self) -> bytes:
+        """The hashes as 8 big-endian bytes each (what the state store keeps)."""
+        return b"".join(h.to_bytes(8, "big") for h in self.hashes)
+
+    @classmethod
+    def from_bytes(cls, rate_hz: float, data: bytes) -> Fingerprint:
+        return cls(
+            rate_hz, tuple(int.from_bytes(data[i : i + 8], "big") for i in range(0, len(data), 8))
+        )
+
 
 def dhash(pixels: Sequence[int] | bytes) -> int:
     """The 64-bit difference hash of one 9x8 grayscale frame (72 values, row-major).
@@ -93,9 +106,10 @@ def dhash(pixels: Sequence[int] | bytes) -> int:
 def fingerprint_from_frames(raw: bytes, rate_hz: float) -> Fingerprint:
     """The fingerprint of raw ``gray`` 9x8 frames laid end to end (ffmpeg ``-f rawvideo``).
 
-    A trailing partial frame (a killed or cut-short decoder) is ignored.
+    A trailing partial frame (a killed or cut-short decoder) is ignored, and so are frames
+    past :data:`MAX_FRAMES`.
     """
-    n = len(raw) // FRAME_BYTES
+    n = min(len(raw) // FRAME_BYTES, MAX_FRAMES)
     hashes = tuple(dhash(raw[i * FRAME_BYTES : (i + 1) * FRAME_BYTES]) for i in range(n))
     return Fingerprint(rate_hz, hashes)
 

@@ -163,8 +163,8 @@ class AnalysisRecord:
             "interlace": self.interlace.verdict if self.interlace else None,
             "interlace_counts": asdict(self.interlace) if self.interlace else None,
             "hdr_class": self.hdr_class,
-            "fingerprint_rate_hz": fp.rate_hz if fp else None,
-            "fingerprint": fp.to_hex() if fp else None,
+            # The hashes themselves live in the state store (read by key for matching).
+            "fingerprint_frames": len(fp) if fp else None,
             "decode_errors": self.decode_errors,
             "elapsed_s": self.elapsed_s,
             "poster": self.poster,

@@ -85,10 +85,10 @@ run "offline_summarizer_by_default" {
   # The state store's tables (dynamodb_tables.json = edvmp_pipeline/catalog/dynamodb_tables.py).
   assert {
     condition = toset([for t in aws_dynamodb_table.state : t.name]) == toset([
-      "edvmp-versions", "edvmp-incidents", "edvmp-incident_runs", "edvmp-violations", "edvmp-fingerprint_buckets",
+      "edvmp-versions", "edvmp-incidents", "edvmp-incident_runs", "edvmp-violations", "edvmp-fingerprints", "edvmp-fingerprint_buckets",
       "edvmp-upload_jobs", "edvmp-meta",
     ])
-    error_message = "state tables: <prefix>-versions, -incidents, -incident_runs, -violations, -fingerprint_buckets, -upload_jobs, -meta"
+    error_message = "state tables: <prefix>-versions, -incidents, -incident_runs, -violations, -fingerprints, -fingerprint_buckets, -upload_jobs, -meta"
   }
 
   assert {
