@@ -18,9 +18,10 @@ from edvmp_pipeline.catalog.lake import S3Location
 from edvmp_pipeline.catalog.store import Catalog
 from edvmp_pipeline.devtools.stack import StackSettings
 from edvmp_pipeline.domain.errors import ConfigError
-from edvmp_pipeline.domain.records import ObjectVersion, StreamRecord, VideoRecord
+from edvmp_pipeline.domain.records import ObjectVersion
 from edvmp_pipeline_tests.cli_support import SAMPLE_BROKEN, SAMPLE_GOOD, run_edvmp
 from edvmp_pipeline_tests.media_factory import ffmpeg_available
+from edvmp_pipeline_tests.test_catalog import _record
 from edvmp_pipeline_tests.test_object_sensor import configure_s3_env
 
 
@@ -41,28 +42,6 @@ def _version(i: int) -> ObjectVersion:
         etag=f"{i:032x}",
         size_bytes=1000 + i,
         last_modified=datetime(2026, 12, 1, tzinfo=UTC),
-    )
-
-
-def _record(width: int) -> VideoRecord:
-    stream = StreamRecord(stream_index=0, codec_type="video", codec_name="h264", width=width)
-    return VideoRecord(
-        format_name="mov,mp4",
-        duration_s=2.0,
-        bit_rate=None,
-        video_codec="h264",
-        width=width,
-        height=360,
-        fps=25.0,
-        pix_fmt="yuv420p",
-        rotation=0,
-        audio_codec=None,
-        audio_channels=None,
-        sample_rate_hz=None,
-        n_video_streams=1,
-        n_audio_streams=0,
-        n_subtitle_streams=0,
-        streams=(stream,),
     )
 
 

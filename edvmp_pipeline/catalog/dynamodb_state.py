@@ -289,7 +289,8 @@ class DynamoDbStateStore:
             if by
         ]
 
-    def _failed_counter(self) -> list[dict[str, Any]]:
+    def _failed_counter(self, _item: Any = None) -> list[dict[str, Any]]:
+        """The counter update of one version finishing FAILED (joins its transition)."""
         return self._counter_actions([(counters.FINISHED, {"status": FAILED}, 1.0)])
 
     def _status_moves(self, moves: Mapping[str, int]) -> list[dict[str, Any]]:
@@ -610,9 +611,7 @@ class DynamoDbStateStore:
                 "updated_at = :now",
                 values={"status": FAILED, "cls": error_class, "err": error, "now": now},
                 new_status=FAILED,
-                also_write=lambda _i: self._counter_actions(
-                    [(counters.FINISHED, {"status": FAILED}, 1.0)]
-                ),
+                also_write=self._failed_counter,
                 remove=("claimed_by",),
             )
             return pk if moved is not None else None
@@ -846,9 +845,7 @@ class DynamoDbStateStore:
                 "updated_at = :now",
                 values={"status": FAILED, "cls": error_class, "err": error, "now": now},
                 new_status=FAILED,
-                also_write=lambda _i: self._counter_actions(
-                    [(counters.FINISHED, {"status": FAILED}, 1.0)]
-                ),
+                also_write=self._failed_counter,
                 remove=("claimed_by",),
             )
         for inc in incidents:

@@ -263,9 +263,10 @@ def _image_branches(
     for kind in images:
         if kind == POSTER:
             at = max(0.0, (duration_s or 0.0) * p.poster_at)
-            # select passes every frame from `at` on; the output keeps the first one.
+            # select passes the frames from `at` on; trim keeps the first and ends the branch
+            # (nothing more is scaled for it: the poster costs one frame).
             parts.append(
-                f"[vi_{kind}]select='gte(t,{_opt(round(at, 3))})',"
+                f"[vi_{kind}]select='gte(t,{_opt(round(at, 3))})',trim=end_frame=1,"
                 f"scale={p.poster_width}:-2,setsar=1[img_{kind}]"
             )
         elif kind == CONTACT_SHEET:
