@@ -468,3 +468,22 @@ def test_timeout_is_a_probe_timeout(tmp_path: Path) -> None:
     streams = {"streams": [{"index": 0, "codec_type": "video"}], "format": {}}
     with pytest.raises(ProbeTimeout, match=r"^analysis timeout: ffmpeg did not finish in 0.5 s$"):
         analyze(str(fifo), timeout_s=0.5, streams=streams)
+
+
+def test_posters_and_contact_sheets_from_the_same_pass(
+    media: dict[str, Path], tmp_path: Path
+) -> None:
+    for name in ("oneframe.mp4", "cuts.mp4"):
+        out = tmp_path / name
+        out.mkdir()
+        rec = analyze(str(media[name]), timeout_s=60, image_dir=out,
+                      images=("poster", "contact_sheet"))  # fmt: skip
+        assert rec.poster == str(out / "poster.jpg"), name  # even a one-frame video has one
+        assert rec.contact_sheet == str(out / "contact_sheet.jpg"), name
+        for path in (rec.poster, rec.contact_sheet):
+            assert Path(path).read_bytes()[:3] == b"\xff\xd8\xff"
+    # Audio has no pictures: none are claimed.
+    out = tmp_path / "wav"
+    out.mkdir()
+    rec = analyze(str(media["tone.wav"]), timeout_s=60, image_dir=out, images=("poster",))
+    assert rec.poster is None and rec.contact_sheet is None and not list(out.iterdir())

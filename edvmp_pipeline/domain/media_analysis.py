@@ -262,7 +262,8 @@ def _image_branches(
     parts, outs = [], {}
     for kind in images:
         if kind == POSTER:
-            at = max(0.0, (duration_s or 0.0) * p.poster_at)
+            # A clip under 2 s may hold a frame or two: take its first, or there is none.
+            at = (duration_s or 0.0) * p.poster_at if (duration_s or 0.0) >= 2.0 else 0.0
             # select passes the frames from `at` on; trim keeps the first and ends the branch
             # (nothing more is scaled for it: the poster costs one frame).
             parts.append(
