@@ -192,6 +192,22 @@ def test_ingest_analyses_every_version_and_finds_the_near_duplicate(
     assert meta["near_duplicate_of"].value == [pair["duplicate_object_key"]]
     assert meta["loudness"].value.endswith("dBTP") and "poster" in meta
 
+    # `edvmp status` and its JSON (what the API's result carries) show the analysis.
+    found_by = by_key[pair["object_key"]]
+    status = run_edvmp("status", found_by, env=env)
+    assert status.returncode == 0, status.stderr
+    (line,) = [ln for ln in status.stdout.splitlines() if ln.startswith("analysis:")]
+    assert "LUFS" in line and f"near-duplicate of {pair['duplicate_object_key']}" in line
+    status_json = json.loads(run_edvmp("status", found_by, "--json", env=env).stdout)
+    (dupe,) = status_json["result"]["analysis"]["near_duplicates"]
+    assert dupe["job_key"] == by_key[pair["duplicate_object_key"]] and dupe["score"] >= 0.9
+    other = json.loads(
+        run_edvmp("status", by_key[pair["duplicate_object_key"]], "--json", env=env).stdout
+    )
+    assert [d["object_key"] for d in other["result"]["analysis"]["near_duplicates"]] == [
+        pair["object_key"]
+    ]  # both sides see the pair
+
     # A later upload (trimmed by 0.5 s, resized) is matched against the held versions' index.
     _make(videos, *TRIMMED)
     again = run_edvmp("ingest", str(videos), env=env)

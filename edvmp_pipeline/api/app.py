@@ -96,6 +96,8 @@ class ResultResponse(BaseModel):
     metadata: dict[str, Any]
     summary: dict[str, Any] | None
     checks: list[dict[str, Any]]
+    analysis: dict[str, Any] | None = None
+    """The media analysis (EDVMP_ANALYSIS=on) with its ``near_duplicates``; null without."""
 
 
 class HistoryResponse(BaseModel):

@@ -148,3 +148,29 @@ def with_analysis(catalog: Catalog, rows: Sequence[dict[str, Any]]) -> list[dict
         extra["near_duplicates"] = dupes.get(row["partition_key"], 0) if analysis else None
         out.append({**row, **extra})
     return out
+
+
+def analysis_result(catalog: Catalog, partition_key: str) -> dict[str, Any] | None:
+    """One version's newest analysis row (without run id) with its near-duplicates (the
+    versions it matched and the versions that matched it), or None when not analysed."""
+    row = analysis_rows(catalog, [partition_key]).get(partition_key)
+    if row is None:
+        return None
+    out = {k: v for k, v in row.items() if k not in ("run_id", "partition_key")}
+    _, pairs = catalog.query(
+        "SELECT partition_key, object_key, duplicate_of, duplicate_object_key, score, "
+        "offset_s, same_object FROM near_duplicates WHERE ? IN (partition_key, duplicate_of) "
+        "ORDER BY score DESC",
+        [partition_key],
+    )
+    out["near_duplicates"] = [
+        {
+            "job_key": dup if pk == partition_key else pk,
+            "object_key": dup_key if pk == partition_key else key,
+            "score": score,
+            "offset_s": offset if pk == partition_key else -offset,
+            "same_object": same,
+        }
+        for pk, key, dup, dup_key, score, offset, same in pairs
+    ]
+    return out

@@ -111,6 +111,9 @@ class _Sources:
             return None
         result = {c: rows[0].get(c) for c in _RESULT_COLUMNS}
         result["summary"] = self.catalog.summary_of(job)
+        from edvmp_pipeline.catalog.analysis_tables import analysis_result
+
+        result["analysis"] = analysis_result(self.catalog, job)
         return result
 
     def incident(self, job: str) -> dict[str, Any] | None:
@@ -214,7 +217,30 @@ def _describe_result(result: dict[str, Any]) -> list[str]:
     if result.get("summary"):
         summary = " ".join(str(result["summary"]).split())
         lines.append(f"summary:    {summary[:200]}{'…' if len(summary) > 200 else ''}")
+    analysis = result.get("analysis")
+    if analysis:
+        lines.append(f"analysis:   {_analysis_line(analysis)}")
     return lines
+
+
+def _analysis_line(a: dict[str, Any]) -> str:
+    """The media analysis in one line: loudness, black, cuts, HDR, near-duplicates."""
+    parts = []
+    if a.get("integrated_lufs") is not None:
+        parts.append(f"{a['integrated_lufs']} LUFS (true peak {a.get('true_peak_dbtp')} dBTP)")
+    else:
+        parts.append("no audio loudness")
+    if a.get("video_stream_index") is not None:
+        parts.append(
+            f"leading black {a.get('leading_black_s')} s, {a.get('scene_cut_count')} cuts, "
+            f"{a.get('interlace')}, {a.get('hdr_class')}"
+        )
+    dupes = a.get("near_duplicates") or []
+    if dupes:
+        shown = ", ".join(f"{d['object_key']} ({d['score']:.3f})" for d in dupes[:3])
+        more = f" and {len(dupes) - 3} more" if len(dupes) > 3 else ""
+        parts.append(f"near-duplicate of {shown}{more}")
+    return "; ".join(parts)
 
 
 def _print_human(report: Report) -> None:

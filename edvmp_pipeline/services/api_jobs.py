@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from edvmp_pipeline.catalog.analysis_tables import analysis_result
 from edvmp_pipeline.catalog.state_store import (
     FAILED,
     PENDING,
@@ -278,7 +279,8 @@ def _jsonable(value: Any) -> Any:
 
 
 def job_result(catalog: Catalog, job: UploadJob) -> dict[str, Any]:
-    """``{job_id, metadata, summary, checks}`` of a SUCCEEDED job; raises :class:`NotReady`
+    """``{job_id, metadata, summary, checks, analysis}`` of a SUCCEEDED job (``analysis``
+    null unless the version was analysed); raises :class:`NotReady`
     with the job's status otherwise.
 
     ``metadata`` is the normalised ``videos`` record with its ``streams``, plus ``ffprobe``:
@@ -315,6 +317,7 @@ def job_result(catalog: Catalog, job: UploadJob) -> dict[str, Any]:
         {k: _jsonable(v) for k, v in c.items() if k not in ("partition_key", "object_key", "etag")}
         for c in catalog.check_rows(state.partition_key)
     ]
+    analysis = analysis_result(catalog, state.partition_key)
     return {
         "job_id": job.job_id,
         "metadata": metadata,
@@ -322,7 +325,17 @@ def job_result(catalog: Catalog, job: UploadJob) -> dict[str, Any]:
         if summary
         else None,
         "checks": checks,
+        "analysis": _jsonable_deep(analysis) if analysis is not None else None,
     }
+
+
+def _jsonable_deep(value: Any) -> Any:
+    """Nested lists and dicts (the analysis row's segments, loudness) made JSON-friendly."""
+    if isinstance(value, dict):
+        return {k: _jsonable_deep(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable_deep(v) for v in value]
+    return _jsonable(value)
 
 
 def incident_json(incident: Incident) -> dict[str, Any]:
