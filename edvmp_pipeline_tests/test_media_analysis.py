@@ -37,6 +37,7 @@ from edvmp_pipeline.domain.media_analysis import (
     Interlace,
     Segment,
     build_record,
+    count_decode_errors,
     edge_black,
     ffmpeg_error_line,
     filter_graph,
@@ -48,6 +49,7 @@ from edvmp_pipeline.domain.media_analysis import (
     parse_freeze,
     parse_idet,
     parse_scene_cuts,
+    pick_streams,
 )
 
 # --------------------------------------------------------------------------- captured output
@@ -465,7 +467,7 @@ def test_timeout_is_a_probe_timeout(tmp_path: Path) -> None:
         pytest.skip("ffmpeg not installed")
     fifo = tmp_path / "stalled.mp4"
     os.mkfifo(fifo)  # nobody writes: ffmpeg blocks opening it until killed
-    streams = {"streams": [{"index": 0, "codec_type": "video"}], "format": {}}
+    streams = {"streams": [{"index": 0, "codec_type": "video", "codec_name": "h264"}], "format": {}}
     with pytest.raises(ProbeTimeout, match=r"^analysis timeout: ffmpeg did not finish in 0.5 s$"):
         analyze(str(fifo), timeout_s=0.5, streams=streams)
 
@@ -487,3 +489,20 @@ def test_posters_and_contact_sheets_from_the_same_pass(
     out.mkdir()
     rec = analyze(str(media["tone.wav"]), timeout_s=60, image_dir=out, images=("poster",))
     assert rec.poster is None and rec.contact_sheet is None and not list(out.iterdir())
+
+
+def test_a_stream_without_a_decoder_is_left_out_and_ffmpeg_chatter_is_no_decode_error() -> None:
+    probe = {"streams": [
+        {"index": 0, "codec_type": "video", "codec_name": "h264"},
+        {"index": 1, "codec_type": "audio"},  # an unknown codec id: ffprobe names none
+        {"index": 2, "codec_type": "audio", "codec_name": "aac"},
+    ]}  # fmt: skip
+    video, audio = pick_streams(probe)
+    assert video is not None and video["index"] == 0 and audio == [2]
+    stderr = (
+        "Input #0, mov,mp4,m4a,3gp,3g2,mj2, from 'file:corrupt_uploads/clip.mp4':\n"
+        "    title           : Corrupt Cops: Invalid NAL\n"
+        "[h264 @ 0x55d0c0a1b2c0] Invalid NAL unit size (1234 > 567).\n"
+        "[h264 @ 0x55d0c0a1b2c0] error while decoding MB 3 4\n"
+    )
+    assert count_decode_errors(stderr) == 2

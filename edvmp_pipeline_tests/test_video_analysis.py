@@ -25,7 +25,7 @@ from edvmp_pipeline.catalog.store import Catalog
 from edvmp_pipeline.devtools.stack import StackSettings
 from edvmp_pipeline.domain.errors import ConfigError, ObjectMissing
 from edvmp_pipeline.domain.fingerprints import Fingerprint
-from edvmp_pipeline.domain.media_analysis import AnalysisRecord
+from edvmp_pipeline.domain.media_analysis import AnalysisRecord, Loudness
 from edvmp_pipeline.domain.policy import PolicyError, configured_policy, load_default_policy
 from edvmp_pipeline.domain.records import ObjectVersion
 from edvmp_pipeline.services.analysis import find_near_duplicates
@@ -253,6 +253,33 @@ def test_a_failed_analysis_is_a_failed_partition_with_an_incident(videos: Path, 
     assert instance.get_materialized_partitions(ANALYSIS) == keys
 
 
+def test_turning_the_analysis_on_analyses_the_library_already_catalogued(
+    videos: Path, home: Path
+) -> None:
+    off = {**_env(home), "EDVMP_ANALYSIS": "off"}
+    assert run_edvmp("ingest", str(videos / "promos"), env=off).returncode == 0
+    # First with a timeout no analysis meets: the failure is recorded on the versions
+    # (FAILED, its class, an incident), not lost because an earlier run had succeeded them.
+    failing = run_edvmp(
+        "ingest", str(videos / "promos"), env=_env(home, EDVMP_ANALYSIS_TIMEOUT_S="0.001")
+    )
+    assert failing.returncode == 1, failing.stdout + failing.stderr
+    assert "to analyse 3" in failing.stdout, failing.stdout
+    jobs = _rows(home, "SELECT status, error_class FROM jobs")
+    assert {(j["status"], j["error_class"]) for j in jobs} == {("FAILED", "probe_timeout")}
+    healed = run_edvmp("ingest", str(videos / "promos"), "--retry-failed", env=_env(home))
+    assert healed.returncode == 0, healed.stdout + healed.stderr
+    assert _rows(home, "SELECT count(*) AS n FROM analysis") == [{"n": 3}]
+    assert {j["status"] for j in _rows(home, "SELECT status FROM jobs")} == {"SUCCEEDED"}
+    # The analysis rules were evaluated on them once analysed (not skipped as "checked").
+    verdicts = _rows(home, "SELECT object_key, passed FROM checks WHERE rule_id = 'leading_black'")
+    assert {(v["object_key"], v["passed"]) for v in verdicts} == {
+        ("at_target.mp4", True), ("too_loud.mp4", True), ("black_open.mp4", False),
+    }  # fmt: skip
+    again = run_edvmp("ingest", str(videos / "promos"), env=_env(home))
+    assert "already catalogued (skipped) 3" in again.stdout and "to analyse" not in again.stdout
+
+
 def test_without_the_analysis_nothing_decodes(videos: Path, home: Path) -> None:
     env = {**_env(home), "EDVMP_ANALYSIS": "off"}
     done = run_edvmp("ingest", str(videos / "promos"), env=env)
@@ -463,3 +490,33 @@ def test_a_replaced_s3_object_is_not_analysed_as_the_old_version(
     s3_client.put_object(Bucket=s3_bucket, Key="v.mp4", Body=b"second content")
     with pytest.raises(ObjectMissing, match=r"object replaced: .*v\.mp4 no longer has ETag"):
         store.download(version, tmp_path / "b")
+
+
+def test_the_policy_count_follows_upload_order_whichever_side_found_the_pair(
+    tmp_path: Path,
+) -> None:
+    catalog = Catalog(tmp_path / "catalog").ensure()
+    held = _land(catalog, {"orig": _fp(11)})
+    copy = _land(catalog, {"copy": _fp(11, noise=3)})  # registered after the original
+    pairs = find_near_duplicates(catalog, copy)
+    # The original analysed again (force) finds the copy from its side too.
+    pairs += find_near_duplicates(catalog, held)
+    assert {(p["partition_key"], p["duplicate_of"]) for p in pairs} == {
+        ("copy", "orig"), ("orig", "copy"),
+    }  # fmt: skip
+    analysis_tables.land_pairs(catalog, pairs, run_id="r")
+    assert analysis_tables.near_duplicate_counts(catalog, ["orig", "copy"]) == {"copy": 1}
+    rows = analysis_tables.with_analysis(
+        catalog, [{"partition_key": "orig"}, {"partition_key": "copy"}]
+    )
+    assert [r["near_duplicates"] for r in rows] == [0, 1]
+    # Silence (audio, but no peak) passes a true-peak ceiling instead of failing as unknown.
+    silent = AnalysisRecord(
+        duration_s=1.0, video_stream_index=None,
+        loudness=(Loudness(stream_index=0, integrated_lufs=-70.0, loudness_range_lu=0.0,
+                           true_peak_dbtp=None),),
+    )  # fmt: skip
+    catalog.register([("quiet", _version("quiet"))], "test")
+    analysis_tables.land_analysis(catalog, [("quiet", _version("quiet"), silent)], run_id="r")
+    (row,) = analysis_tables.with_analysis(catalog, [{"partition_key": "quiet"}])
+    assert row["true_peak_dbtp"] == float("-inf") and row["integrated_lufs"] == -70.0

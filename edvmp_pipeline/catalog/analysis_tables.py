@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -117,13 +118,35 @@ def fingerprints_of(catalog: Catalog, partition_keys: Sequence[str]) -> dict[str
 
 
 def near_duplicate_counts(catalog: Catalog, partition_keys: Sequence[str]) -> dict[str, int]:
-    """Per version: how many versions of *other* objects it was found a near-duplicate of."""
-    cols, rows = catalog._scan_by_key("near_duplicates", list(dict.fromkeys(partition_keys)))
+    """Per version: how many versions of *other* objects that were there before it (uploaded
+    earlier: last-modified, then registered, then partition key) it is a near-duplicate of.
+
+    By upload order, not by which side's analysis found the pair: a pair is found by either
+    version (a forced re-analysis, two runs at once), and the earlier upload is the original
+    either way."""
+    keys = list(dict.fromkeys(partition_keys))
+    if not keys:
+        return {}
+    _, pairs = catalog.query(
+        "SELECT partition_key, duplicate_of FROM near_duplicates WHERE NOT same_object AND "
+        "(list_contains($keys, partition_key) OR list_contains($keys, duplicate_of))",
+        {"keys": keys},
+    )
+    states = catalog.job_states(sorted({k for pair in pairs for k in pair}))
+    never = datetime.min.replace(tzinfo=UTC)
+
+    def order(pk: str) -> tuple[datetime, datetime, str]:
+        s = states.get(pk)
+        if s is None:
+            return never, never, pk
+        return s.last_modified or never, s.registered_at or never, pk
+
+    wanted = set(keys)
     counts: dict[str, int] = {}
-    for values in rows:
-        row = dict(zip(cols, values, strict=True))
-        if not row["same_object"]:
-            counts[row["partition_key"]] = counts.get(row["partition_key"], 0) + 1
+    for a, b in pairs:
+        later = a if order(a) > order(b) else b
+        if later in wanted:
+            counts[later] = counts.get(later, 0) + 1
     return counts
 
 
@@ -145,6 +168,9 @@ def with_analysis(catalog: Catalog, rows: Sequence[dict[str, Any]]) -> list[dict
     for row in rows:
         analysis = found.get(row["partition_key"])
         extra: dict[str, Any] = {f: (analysis or {}).get(f) for f in POLICY_FIELDS}
+        if extra["true_peak_dbtp"] is None and extra["integrated_lufs"] is not None:
+            # Audio that is digital silence has no peak (-inf dBTP): under every ceiling.
+            extra["true_peak_dbtp"] = float("-inf")
         extra["near_duplicates"] = dupes.get(row["partition_key"], 0) if analysis else None
         out.append({**row, **extra})
     return out

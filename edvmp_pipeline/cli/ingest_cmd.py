@@ -45,7 +45,8 @@ def _print_report(report: IngestReport) -> None:
     print(f"source: {terminal_safe(report.source)}", file=out)
     print(
         f"listed {report.listed}: new {len(report.new)}, already catalogued (skipped) "
-        f"{len(report.skipped)}, known failures {len(report.known_failures)}",
+        f"{len(report.skipped)}, known failures {len(report.known_failures)}"
+        + (f", to analyse {len(report.to_analyse)}" if report.to_analyse else ""),
         file=out,
     )
     if report.skipped_entries:

@@ -272,7 +272,12 @@ def _run(
     # The state store first: whatever Dagster shows below is already true in the catalog.
     failed_keys = {f.partition_key for f in failures}
     _, released, mine = finish_run(
-        cat, run_id, failed=failed_keys, has_rules=bool(rules), analysis=analysis is not None
+        cat,
+        run_id,
+        failed=failed_keys,
+        has_rules=bool(rules),
+        analysis=analysis is not None,
+        rules_need_analysis=bool(policy.analysis_rules),
     )
     if released:
         context.log.info(

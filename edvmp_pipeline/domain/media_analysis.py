@@ -80,8 +80,10 @@ class AnalysisParams:
     freeze_min_s: float = 0.5  # freezedetect d
     scene_threshold: float = 10.0  # scdet threshold (0-100)
     # idet intl_thres. ffmpeg's default 1.04 called synthetic progressive video (testsrc2,
-    # mandelbrot at 160x120-320x240) TFF/BFF on this host; 1.2 left every progressive
-    # sample progressive/undetermined and every woven tff/bff sample 49-50 of 50 correct.
+    # mandelbrot at 160x120-320x240) TFF/BFF on this host; 1.2 left the progressive samples
+    # of the tests progressive/undetermined and every woven tff/bff sample 49-50 of 50
+    # correct. Not every one: a 2 s 160x120 testsrc2 still reads tff (idet's multi-frame
+    # count carries one early single-frame call forward), so read it on real footage.
     interlace_threshold: float = 1.2
     fingerprint_fps: float = 1.0
     # The poster is the first frame at or after this fraction of the duration: past the
@@ -222,11 +224,16 @@ def hdr_class_of_stream(stream: Mapping[str, Any]) -> str:
 
 def pick_streams(probe: Mapping[str, Any]) -> tuple[Mapping[str, Any] | None, list[int]]:
     """The video stream to analyse (first non cover-art video) and all audio stream indices,
-    from ffprobe's JSON (``{"streams": [...], "format": {...}}``)."""
+    from ffprobe's JSON (``{"streams": [...], "format": {...}}``); streams ffprobe names no
+    codec for are left out."""
     video = None
     audio = []
     for s in probe.get("streams") or []:
         kind = s.get("codec_type")
+        if s.get("codec_name") in (None, "", "none"):
+            # No decoder for it (an unknown codec id): analysing it would fail the whole
+            # pass, so the streams that can be decoded are analysed without it.
+            continue
         if (
             kind == "video"
             and video is None
@@ -476,8 +483,15 @@ _DECODE_ERROR = re.compile(
 
 
 def count_decode_errors(stderr: str) -> int:
-    """Lines where a decoder or demuxer complained (damaged but still decodable input)."""
-    return sum(1 for line in stderr.splitlines() if _DECODE_ERROR.search(line))
+    """Lines where a decoder or demuxer complained (damaged but still decodable input).
+
+    Only lines a component printed (``[h264 @ 0x…] …``) count: ffmpeg's own listing of the
+    input (its path, its metadata such as a title) is free text and must not."""
+    return sum(
+        1
+        for line in stderr.splitlines()
+        if (m := _PREFIX.match(line)) is not None and _DECODE_ERROR.search(line[m.end() :])
+    )
 
 
 _PREFIX = re.compile(r"^\[[^\]]+ @ 0x[0-9a-f]+\]\s*")

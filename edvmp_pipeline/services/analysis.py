@@ -188,6 +188,14 @@ def analyse_and_land(
     find and land near-duplicate pairs, record failures. Returns (versions considered,
     outcome); whatever the outcome names is in the catalog already."""
     todo = versions_to_analyse(catalog, partition_keys, run_id=run_id, force=force)
+    # A SUCCEEDED version without an analysis of its current metadata (catalogued before the
+    # analysis was on, or analysed again with force) is taken into this run first: its
+    # outcome, FAILED included, is then recorded on it like any other version of the run.
+    states = catalog.job_states(todo)
+    others = [pk for pk in todo if states[pk].status == SUCCEEDED]
+    if others:
+        taken = catalog.state.claim(others, run_id, force=True)
+        todo = [pk for pk in todo if pk not in others or pk in taken]
     records = catalog.video_records(todo)
     outcome = AnalysisOutcome()
 

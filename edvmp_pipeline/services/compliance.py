@@ -51,8 +51,14 @@ def rows_to_check(
         pk
         for pk, s in states.items()
         if s.metadata_at is not None
-        and (recheck or s.checked_at is None or s.checked_at < s.metadata_at)
         and (not with_analysis or (s.analysed_at is not None and s.analysed_at >= s.metadata_at))
+        and (
+            recheck
+            or s.checked_at is None
+            or s.checked_at < s.metadata_at
+            # analysed since it was checked: the analysis rules have not seen it yet
+            or (with_analysis and s.analysed_at is not None and s.checked_at < s.analysed_at)
+        )
     ]
     rows = catalog.video_rows(todo)
     return with_analysis_fields(catalog, rows) if with_analysis else rows

@@ -23,7 +23,7 @@ from edvmp_pipeline.domain.partition_keys import partition_key_for
 from edvmp_pipeline.domain.records import ObjectVersion
 from edvmp_pipeline.domain.source_uri import SourceSpec, parse_source
 from edvmp_pipeline.services.pipeline_runs import PipelineRuns
-from edvmp_pipeline.settings import DEFAULT_BATCH_SIZE, edvmp_home
+from edvmp_pipeline.settings import DEFAULT_BATCH_SIZE, analysis_enabled, edvmp_home
 
 ADD_PARTITIONS_BATCH = 1000
 
@@ -36,6 +36,8 @@ class IngestReport:
     listed: int = 0
     new: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    to_analyse: list[str] = field(default_factory=list)
+    """SUCCEEDED versions taken again only for the media analysis (EDVMP_ANALYSIS=on)."""
     known_failures: list[str] = field(default_factory=list)
     processed: list[str] = field(default_factory=list)
     run_ids: list[str] = field(default_factory=list)
@@ -83,6 +85,12 @@ def list_versions(
     return list(store.iter_s3(spec)), []
 
 
+def _analysed(state: JobState) -> bool:
+    return state.analysed_at is not None and (
+        state.metadata_at is None or state.analysed_at >= state.metadata_at
+    )
+
+
 def ingest(
     source_text: str,
     *,
@@ -110,6 +118,7 @@ def ingest(
     # by their dead run, and this pass can tell them from versions that failed on their own.
     reaped = set(runs.reap_dead_runs(catalog))
     states = catalog.job_states(list(by_key))
+    analysis = analysis_enabled()
 
     todo = []
     interrupted = []
@@ -117,6 +126,10 @@ def ingest(
         state = states.get(pk)
         if state is None:
             report.new.append(pk)
+            todo.append(pk)
+        elif state.status == SUCCEEDED and analysis and not _analysed(state):
+            # Catalogued before the analysis was on: only its analysis (and checks) are due.
+            report.to_analyse.append(pk)
             todo.append(pk)
         elif state.status == SUCCEEDED:
             report.skipped.append(pk)

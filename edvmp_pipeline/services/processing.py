@@ -183,18 +183,32 @@ def process_batch(
     return outcome
 
 
-def _complete(state: JobState, has_rules: bool, analysis: bool = False) -> bool:
-    """All of the version's assets are done for its current metadata."""
+def _complete(
+    state: JobState, has_rules: bool, analysis: bool = False, rules_need_analysis: bool = False
+) -> bool:
+    """All of the version's assets are done for its current metadata (and the checks for its
+    current analysis, when rules name analysis fields)."""
     meta = state.metadata_at
     if meta is None or state.summary_at is None or state.summary_at < meta:
         return False
     if analysis and (state.analysed_at is None or state.analysed_at < meta):
         return False
-    return not has_rules or (state.checked_at is not None and state.checked_at >= meta)
+    if not has_rules:
+        return True
+    due = meta
+    if rules_need_analysis and state.analysed_at is not None:
+        due = max(meta, state.analysed_at)
+    return state.checked_at is not None and state.checked_at >= due
 
 
 def finish_run(
-    catalog: Catalog, run_id: str, *, failed: set[str], has_rules: bool, analysis: bool = False
+    catalog: Catalog,
+    run_id: str,
+    *,
+    failed: set[str],
+    has_rules: bool,
+    analysis: bool = False,
+    rules_need_analysis: bool = False,
 ) -> tuple[list[str], list[str], list[JobState]]:
     """End of a run: each version it holds (RUNNING, not in ``failed``) becomes SUCCEEDED
     when all of its assets are done (``analysis``: the video analysis is one of them), else
@@ -204,7 +218,11 @@ def finish_run(
     """
     mine = catalog.state.in_run(run_id)
     running = [s for s in mine if s.status == RUNNING and s.partition_key not in failed]
-    complete = [s.partition_key for s in running if _complete(s, has_rules, analysis)]
+    complete = [
+        s.partition_key
+        for s in running
+        if _complete(s, has_rules, analysis, rules_need_analysis and analysis)
+    ]
     succeeded = catalog.state.mark_succeeded(complete, run_id)
     done = set(complete)
     released = catalog.state.release(
