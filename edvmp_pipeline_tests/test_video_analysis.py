@@ -22,7 +22,6 @@ from edvmp_pipeline.adapters.dagster_instance import get_instance
 from edvmp_pipeline.adapters.object_store import ObjectStoreResource
 from edvmp_pipeline.catalog import analysis_tables
 from edvmp_pipeline.catalog.store import Catalog
-from edvmp_pipeline.devtools.stack import StackSettings
 from edvmp_pipeline.domain.errors import ConfigError, ObjectMissing
 from edvmp_pipeline.domain.fingerprints import Fingerprint
 from edvmp_pipeline.domain.media_analysis import AnalysisRecord, Loudness
@@ -31,7 +30,7 @@ from edvmp_pipeline.domain.records import ObjectVersion
 from edvmp_pipeline.services.analysis import find_near_duplicates
 from edvmp_pipeline.settings import analysis_enabled, analysis_images
 from edvmp_pipeline_tests.cli_support import run_edvmp
-from edvmp_pipeline_tests.test_object_sensor import configure_s3_env
+from edvmp_pipeline_tests.test_s3_lake import lake_env  # noqa: F401  (a fixture)
 
 ANALYSIS = dg.AssetKey("video_analysis")
 X264 = ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
@@ -429,12 +428,9 @@ def test_the_index_finds_candidates_landed_by_another_run_first(tmp_path: Path) 
 
 
 @pytest.fixture
-def s3_env(
-    s3_stack: StackSettings, s3_bucket: str, home: Path, monkeypatch: pytest.MonkeyPatch
-) -> dict[str, str]:
-    configure_s3_env(monkeypatch, s3_stack, s3_bucket)
-    monkeypatch.setenv("EDVMP_CATALOG", f"s3://{s3_bucket}/lake")
-    return {**os.environ, "EDVMP_HOME": str(home), "EDVMP_ANALYSIS": "on"}
+def s3_env(lake_env: dict[str, str], home: Path) -> dict[str, str]:  # noqa: F811
+    """test_s3_lake's lake (a fresh bucket, its ``lake`` prefix) with the analysis on."""
+    return {**lake_env, "EDVMP_HOME": str(home), "EDVMP_ANALYSIS": "on"}
 
 
 @pytest.mark.parametrize("state", ["sqlite", "dynamodb"])

@@ -112,11 +112,6 @@ def analysis_rows(catalog: Catalog, partition_keys: Sequence[str]) -> dict[str, 
     return out
 
 
-def fingerprints_of(catalog: Catalog, partition_keys: Sequence[str]) -> dict[str, Fingerprint]:
-    """The stored fingerprint of each of these versions that has one (keyed reads)."""
-    return catalog.state.fingerprints(partition_keys)
-
-
 def near_duplicate_counts(catalog: Catalog, partition_keys: Sequence[str]) -> dict[str, int]:
     """Per version: how many versions of *other* objects that were there before it (uploaded
     earlier: last-modified, then registered, then partition key) it is a near-duplicate of.

@@ -40,10 +40,6 @@ FANOUT = 8
 # Rows per row group of a merged file: sorted by partition key, so a keyed read skips the
 # row groups whose min/max exclude the key.
 ROW_GROUP_ROWS = 16_384
-# Wide rows read by key on a hot path get smaller row groups: a keyed read decodes whole row
-# groups, and an analysis row holds a fingerprint (one hash a second of video), so a lookup
-# of five near-duplicate candidates decoded five 16k-row groups of them at 100,000 versions.
-ROW_GROUP_ROWS_OF = {"analysis": 1_024}
 _LEVEL = re.compile(r"^L(\d+)-")
 
 
@@ -122,7 +118,7 @@ def _merge_level(lake: Lake, table: str, level: int, files: Sequence[str]) -> in
     merged = merge(table, files, lake)
     target_level = max(level + 1, level_for_rows(merged.num_rows))
     name = f"L{target_level}-{utc_stamp()}-{uuid.uuid4().hex[:12]}.parquet"
-    lake.write(table, name, merged, row_group_size=ROW_GROUP_ROWS_OF.get(table, ROW_GROUP_ROWS))
+    lake.write(table, name, merged, row_group_size=ROW_GROUP_ROWS)
     for p in files:
         lake.delete(p)
     return merged.num_rows

@@ -95,12 +95,6 @@ def retry_on_vanished_file(fn: Callable[[], T], *, attempts: int = 20) -> T:
     raise AssertionError("unreachable")
 
 
-def _with_keys(table: str, columns: Sequence[str]) -> list[str]:
-    """``columns`` plus the key and order columns that pick a table's newest row."""
-    keys, order = schemas.DEDUPE[table]
-    return list(dict.fromkeys([*keys, order, *columns]))
-
-
 def _lock_down(con: duckdb.DuckDBPyConnection, readable: Sequence[Path], spill: Path) -> None:
     """Confine a connection whose views are set up to reading ``readable`` folders.
 
@@ -462,18 +456,13 @@ class Catalog:
         return stem
 
     def _scan_by_key(
-        self, table: str, partition_keys: Sequence[str], columns: Sequence[str] | None = None
+        self, table: str, partition_keys: Sequence[str]
     ) -> tuple[list[str], list[tuple]]:
-        """The newest rows of ``table`` for these versions, searching every file of it;
-        only ``columns`` (and the table's key and order columns) when given: the files are
-        columnar, so the others are never read."""
+        """The newest rows of ``table`` for these versions, searching every file of it."""
         if not partition_keys:
             return [], []
         if self.on_s3:
-            return retry_on_vanished_file(
-                lambda: self._scan_lake_by_key(table, partition_keys, columns)
-            )
-        picked = "*" if columns is None else ", ".join(_with_keys(table, columns))
+            return retry_on_vanished_file(lambda: self._scan_lake_by_key(table, partition_keys))
 
         def run() -> tuple[list[str], list[tuple]]:
             files = self.lake.files(table)
@@ -482,8 +471,7 @@ class Catalog:
             con = duckdb.connect(":memory:")
             try:
                 src = (
-                    # bandit B608 waived: spliced names are catalog constants, values are bound
-                    f"(SELECT {picked} FROM read_parquet(?, union_by_name = true) "  # nosec B608
+                    "(SELECT * FROM read_parquet(?, union_by_name = true) "
                     "WHERE partition_key IN (SELECT unnest(?)))"
                 )
                 cur = con.execute(newest(table, src), [files, list(partition_keys)])
@@ -494,7 +482,7 @@ class Catalog:
         return retry_on_vanished_file(run)
 
     def _scan_lake_by_key(
-        self, table: str, partition_keys: Sequence[str], columns: Sequence[str] | None = None
+        self, table: str, partition_keys: Sequence[str]
     ) -> tuple[list[str], list[tuple]]:
         """:meth:`_scan_by_key` on S3: pyarrow filters by key (row-group statistics skip the
         rest of each sorted, merged file), DuckDB keeps the newest row per key."""
@@ -505,8 +493,7 @@ class Catalog:
             return [], []
         wanted = pa.array(list(partition_keys), pa.string())
         found = self.lake.dataset(table, schemas.TABLES[table], files).to_table(
-            columns=None if columns is None else _with_keys(table, columns),
-            filter=ds.field("partition_key").isin(wanted),
+            filter=ds.field("partition_key").isin(wanted)
         )
         con = duckdb.connect(":memory:")
         try:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import tempfile
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 from edvmp_pipeline.adapters.analyzer import analyze
 from edvmp_pipeline.adapters.object_store import ObjectStoreResource
 from edvmp_pipeline.catalog import analysis_tables as tables
-from edvmp_pipeline.catalog.store import RUNNING, SUCCEEDED, Catalog
+from edvmp_pipeline.catalog.store import SUCCEEDED, Catalog
 from edvmp_pipeline.domain.errors import PipelineError
 from edvmp_pipeline.domain.fingerprints import (
     DEFAULT_THRESHOLD,
@@ -30,6 +29,7 @@ from edvmp_pipeline.domain.fingerprints import (
 )
 from edvmp_pipeline.domain.media_analysis import AnalysisParams, AnalysisRecord
 from edvmp_pipeline.domain.records import ObjectVersion, VideoRecord
+from edvmp_pipeline.services.per_version import map_in_threads, versions_due
 
 # Buckets two fingerprints must share to be scored (see domain/fingerprints.py for the
 # measurement behind 3).
@@ -64,22 +64,6 @@ class AnalysisOutcome:
     analysed: list[tuple[str, ObjectVersion, AnalysisRecord]] = field(default_factory=list)
     pairs: list[dict[str, Any]] = field(default_factory=list)
     failed: list[AnalysisFailure] = field(default_factory=list)
-
-
-def versions_to_analyse(
-    catalog: Catalog, partition_keys: Sequence[str], *, run_id: str, force: bool = False
-) -> list[str]:
-    """The versions among ``partition_keys`` whose current metadata has no analysis yet, and
-    that are this run's (RUNNING under ``run_id``) or SUCCEEDED (like the summaries: a version
-    that failed is not retried by every run whose range covers it). ``force`` analyses again."""
-    states = catalog.job_states(partition_keys)
-    return sorted(
-        pk
-        for pk, s in states.items()
-        if (s.status == SUCCEEDED or (s.status == RUNNING and s.run_id == run_id))
-        and s.metadata_at is not None
-        and (force or s.analysed_at is None or s.analysed_at < s.metadata_at)
-    )
 
 
 def _analyse_one(
@@ -152,7 +136,7 @@ def find_near_duplicates(
     if not shared:
         return []
     held_keys = sorted({b for _, b in shared} - set(analysed))
-    held_fps = tables.fingerprints_of(catalog, held_keys)
+    held_fps = catalog.state.fingerprints(held_keys)
     held_versions = catalog.versions(list(held_fps))
     fps: dict[str, Fingerprint] = {**held_fps, **{pk: fp for pk, (_, fp) in analysed.items()}}
     versions = {**held_versions, **{pk: v for pk, (v, _) in analysed.items()}}
@@ -187,11 +171,11 @@ def analyse_and_land(
     """The step's work without Dagster: analyse what needs it, land the rows and the index,
     find and land near-duplicate pairs, record failures. Returns (versions considered,
     outcome); whatever the outcome names is in the catalog already."""
-    todo = versions_to_analyse(catalog, partition_keys, run_id=run_id, force=force)
+    states = catalog.job_states(partition_keys)
+    todo = versions_due(states, "analysis", run_id=run_id, force=force)
     # A SUCCEEDED version without an analysis of its current metadata (catalogued before the
     # analysis was on, or analysed again with force) is taken into this run first: its
     # outcome, FAILED included, is then recorded on it like any other version of the run.
-    states = catalog.job_states(todo)
     others = [pk for pk in todo if states[pk].status == SUCCEEDED]
     if others:
         taken = catalog.state.claim(others, run_id, force=True)
@@ -210,12 +194,11 @@ def analyse_and_land(
             return AnalysisFailure(pk, version, "unknown", f"{type(exc).__name__}: {exc}")
 
     keys = [pk for pk in todo if pk in records]
-    with ThreadPoolExecutor(max_workers=max(1, min(settings.workers, len(keys)))) as pool:
-        for result in pool.map(work, keys) if len(keys) > 1 else map(work, keys):
-            if isinstance(result, AnalysisFailure):
-                outcome.failed.append(result)
-            else:
-                outcome.analysed.append(result)
+    for result in map_in_threads(work, keys, settings.workers):
+        if isinstance(result, AnalysisFailure):
+            outcome.failed.append(result)
+        else:
+            outcome.analysed.append(result)
 
     tables.land_analysis(catalog, outcome.analysed, run_id=run_id)
     with_fp = {

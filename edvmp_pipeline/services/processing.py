@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from edvmp_pipeline.adapters.object_store import ObjectStoreResource
@@ -18,6 +17,7 @@ from edvmp_pipeline.domain.backoff import retry_call
 from edvmp_pipeline.domain.errors import PipelineError
 from edvmp_pipeline.domain.failure_classes import IN_STEP_RETRYABLE
 from edvmp_pipeline.domain.records import ObjectVersion, VideoRecord
+from edvmp_pipeline.services.per_version import map_in_threads
 from edvmp_pipeline.services.progress import ProgressReporter
 
 
@@ -158,15 +158,12 @@ def process_batch(
             progress.done(pk, not isinstance(result, VersionFailure))
         return pk, version, result
 
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(todo)))) as pool:
-        # One version (a sensor run) is probed right here: no thread to start.
-        results = pool.map(work, todo) if len(todo) > 1 else map(work, todo)
-        for pk, version, result in results:
-            if isinstance(result, VersionFailure):
-                outcome.failed.append(result)
-            else:
-                assert isinstance(result, VideoRecord)
-                outcome.succeeded.append((pk, version, result))
+    for pk, version, result in map_in_threads(work, todo, workers):
+        if isinstance(result, VersionFailure):
+            outcome.failed.append(result)
+        else:
+            assert isinstance(result, VideoRecord)
+            outcome.succeeded.append((pk, version, result))
 
     # Results first: a version the store says has metadata always has its rows.
     stem = catalog.write_results(outcome.succeeded, run_id=run_id)

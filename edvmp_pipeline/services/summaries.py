@@ -6,13 +6,13 @@ Plain Python shared by the pipeline step and the benchmarks: no Dagster here.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from edvmp_pipeline.adapters.summarizers import SummarizerResource, Summary
-from edvmp_pipeline.catalog.store import RUNNING, SUCCEEDED, Catalog
+from edvmp_pipeline.catalog.store import Catalog
 from edvmp_pipeline.domain.errors import PipelineError
 from edvmp_pipeline.domain.records import ObjectVersion, VideoRecord
+from edvmp_pipeline.services.per_version import map_in_threads, versions_due
 
 # Parallel summarizer calls in one step: Bedrock latency is network-bound (about a second a
 # call), so a few threads help; more mostly meet throttling.
@@ -27,27 +27,6 @@ class SummaryFailure:
     version: ObjectVersion
     error_class: str
     reason: str
-
-
-def versions_to_summarise(
-    catalog: Catalog, partition_keys: Sequence[str], *, run_id: str, force: bool = False
-) -> list[str]:
-    """The versions among ``partition_keys`` that need a summary, in key order.
-
-    A version qualifies when its metadata is catalogued, it is this run's (RUNNING under
-    ``run_id``) or SUCCEEDED — so a version that failed earlier, e.g. a permanent summarizer
-    error, is not retried by every run whose partition range happens to cover it — and no
-    summary was written since its metadata was (a forced re-probe gets a new summary).
-    ``force`` drops the last condition.
-    """
-    states = catalog.job_states(partition_keys)
-    return sorted(
-        pk
-        for pk, s in states.items()
-        if (s.status == SUCCEEDED or (s.status == RUNNING and s.run_id == run_id))
-        and s.metadata_at is not None
-        and (force or s.summary_at is None or s.summary_at < s.metadata_at)
-    )
 
 
 def summarise(
@@ -72,13 +51,11 @@ def summarise(
 
     succeeded: list[tuple[str, ObjectVersion, Summary]] = []
     failed: list[SummaryFailure] = []
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(records)))) as pool:
-        items = sorted(records.items())
-        for result in pool.map(work, items) if len(items) > 1 else map(work, items):
-            if isinstance(result, SummaryFailure):
-                failed.append(result)
-            else:
-                succeeded.append(result)
+    for result in map_in_threads(work, sorted(records.items()), workers):
+        if isinstance(result, SummaryFailure):
+            failed.append(result)
+        else:
+            succeeded.append(result)
     return succeeded, failed
 
 
@@ -111,7 +88,7 @@ def summarise_and_land(
     Returns (versions considered, summaries written, failures). The catalog is written
     before anything is reported, so whatever Dagster shows as materialised is in it.
     """
-    todo = versions_to_summarise(catalog, partition_keys, run_id=run_id, force=force)
+    todo = versions_due(catalog.job_states(partition_keys), "summary", run_id=run_id, force=force)
     records = catalog.video_records(todo)
     succeeded, failed = summarise(records, summarizer, workers=workers)
     catalog.write_summaries(summary_rows(succeeded), run_id=run_id)
