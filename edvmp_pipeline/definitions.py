@@ -15,6 +15,7 @@ from edvmp_pipeline.defs.sensors.sqs_sensor import sqs_event_sensor
 from edvmp_pipeline.defs.video_analysis import analysis_settings_from_env
 from edvmp_pipeline.defs.video_pipeline import build_video_assets
 from edvmp_pipeline.domain.policy import configured_policy
+from edvmp_pipeline.services.probe_ahead import ProbeAhead
 from edvmp_pipeline.services.progress import ProgressReporter
 from edvmp_pipeline.settings import catalog_location, env_float
 
@@ -26,6 +27,7 @@ def build_resources() -> dict[str, object]:
         "object_store": object_store_from_env(),
         "prober": FfprobeProber(timeout_s=env_float("EDVMP_PROBE_TIMEOUT_S", 60.0)),
         "progress": ProgressReporter(),
+        "probe_ahead": ProbeAhead(),
         "summarizer": summarizer_from_env(),
     }
 

@@ -7,13 +7,17 @@ from collections.abc import Callable, Sequence
 
 import dagster as dg
 
+from edvmp_pipeline.adapters.object_store import ObjectStoreResource
+from edvmp_pipeline.adapters.prober import FfprobeProber
 from edvmp_pipeline.catalog.store import Catalog
 from edvmp_pipeline.defs.dead_runs import process_tags
 from edvmp_pipeline.defs.partitions import videos_partitions
 from edvmp_pipeline.defs.run_failures import record_run_failure
 from edvmp_pipeline.defs.tags import RANGE_END_TAG, RANGE_START_TAG, TAG_SOURCE, TAG_TRIGGER
+from edvmp_pipeline.services.probe_ahead import ProbeAhead
+from edvmp_pipeline.services.processing import RetrySettings, probe_version
 from edvmp_pipeline.services.progress import ProgressReporter
-from edvmp_pipeline.settings import catalog_location
+from edvmp_pipeline.settings import catalog_location, probe_workers_default
 
 ADD_PARTITIONS_BATCH = 1000
 PARTITION_PAGE = 1000
@@ -57,51 +61,117 @@ def run_batches(
     """
     from edvmp_pipeline.definitions import build_resources, defs
     from edvmp_pipeline.defs.jobs import INGEST_JOB
-    from edvmp_pipeline.defs.video_pipeline import STEP
 
     batches = contiguous_batches(list_tail(instance, set(keys)), set(keys), batch_size)
     job = defs.resolve_job_def(INGEST_JOB)
+    # Resources from the environment as it is now (the module-level Definitions read it at
+    # import), plus this process's progress bar and the probing ahead of the runs.
+    resources = build_resources()
+    ahead = _probe_ahead(
+        resources,
+        [pk for batch in batches for pk in batch],
+        workers=workers or probe_workers_default(),
+        window=2 * batch_size,
+        force=force,
+    )
     run_ids = []
-    for batch in batches:
-        span = (
-            {"dagster/partition": batch[0]}
-            if len(batch) == 1
-            else {RANGE_START_TAG: batch[0], RANGE_END_TAG: batch[-1]}
-        )
-        result = job.execute_in_process(
-            run_config={
-                "ops": {
-                    STEP: {
-                        "config": {
-                            "only": batch,
-                            "force": force,
-                            "retry_failed": retry_failed,
-                            "interrupted": [k for k in batch if k in set(interrupted)],
-                            "workers": workers,
-                        }
-                    }
-                },
-                "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
-            },
-            instance=instance,
-            tags={
-                **span,
-                TAG_SOURCE: source,
-                TAG_TRIGGER: trigger,
-                **process_tags(),
-                **(extra_tags or {}),
-            },
-            # Resources from the environment as it is now (the module-level Definitions read
-            # it at import), plus this process's progress bar.
-            resources={**build_resources(), "progress": ProgressReporter(on_done)},
-            raise_on_error=False,
-        )
-        run_ids.append(result.run_id)
-        if not result.success:
-            run = instance.get_run_by_id(result.run_id)
-            if run is not None:
-                record_run_failure(instance, run, Catalog(catalog_location()))
+    try:
+        for batch in batches:
+            run_ids.append(
+                _run_one(
+                    instance,
+                    job,
+                    batch,
+                    resources,
+                    ahead,
+                    on_done,
+                    force=force,
+                    retry_failed=retry_failed,
+                    interrupted=interrupted,
+                    workers=workers,
+                    tags={TAG_SOURCE: source, TAG_TRIGGER: trigger, **(extra_tags or {})},
+                )
+            )
+            ahead.drop(batch)
+    finally:
+        ahead.close()
     return run_ids
+
+
+def _probe_ahead(
+    resources: dict[str, object],
+    keys: Sequence[str],
+    *,
+    workers: int,
+    window: int,
+    force: bool,
+) -> ProbeAhead:
+    """Start probing, in run order, the versions of ``keys`` whose metadata is due."""
+    store = resources["object_store"]
+    prober = resources["prober"]
+    assert isinstance(store, ObjectStoreResource) and isinstance(prober, FfprobeProber)
+    retry = RetrySettings()
+    ahead = ProbeAhead(
+        lambda version, log: probe_version(store, prober, version, retry, log),
+        workers=workers,
+        window=window,
+    )
+    states = Catalog(catalog_location()).job_states(list(keys))
+    ahead.start(
+        (pk, states[pk].version)
+        for pk in keys
+        if pk in states and (force or states[pk].metadata_at is None)
+    )
+    return ahead
+
+
+def _run_one(
+    instance: dg.DagsterInstance,
+    job: dg.JobDefinition,
+    batch: list[str],
+    resources: dict[str, object],
+    ahead: ProbeAhead,
+    on_done: Callable[[str, bool], None] | None,
+    *,
+    force: bool,
+    retry_failed: bool,
+    interrupted: Sequence[str],
+    workers: int,
+    tags: dict[str, str],
+) -> str:
+    """Execute one run over ``batch``; classify its failures. Returns its run id."""
+    from edvmp_pipeline.defs.video_pipeline import STEP
+
+    span = (
+        {"dagster/partition": batch[0]}
+        if len(batch) == 1
+        else {RANGE_START_TAG: batch[0], RANGE_END_TAG: batch[-1]}
+    )
+    result = job.execute_in_process(
+        run_config={
+            "ops": {
+                STEP: {
+                    "config": {
+                        "only": batch,
+                        "force": force,
+                        "retry_failed": retry_failed,
+                        "interrupted": [k for k in batch if k in set(interrupted)],
+                        "workers": workers,
+                    }
+                }
+            },
+            "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
+        },
+        instance=instance,
+        tags={**span, **tags, **process_tags()},
+        resources={**resources, "progress": ProgressReporter(on_done), "probe_ahead": ahead},
+        raise_on_error=False,
+    )
+    if not result.success:
+        run = instance.get_run_by_id(result.run_id)
+        if run is not None:
+            record_run_failure(instance, run, Catalog(catalog_location()))
+    return result.run_id
 
 
 def list_tail(instance: dg.DagsterInstance, wanted: set[str]) -> list[str]:

@@ -58,6 +58,7 @@ from edvmp_pipeline.domain.policy import GROUPING_THRESHOLD, Policy, Rule, check
 from edvmp_pipeline.services.analysis import AnalysisSettings, analyse_and_land
 from edvmp_pipeline.services.compliance import check_and_land, failed_rules_by_version
 from edvmp_pipeline.services.incidents import VersionFailure, record_failure_incidents
+from edvmp_pipeline.services.probe_ahead import ProbeAhead
 from edvmp_pipeline.services.processing import RetrySettings, finish_run, process_batch
 from edvmp_pipeline.services.progress import ProgressReporter
 from edvmp_pipeline.services.summaries import summarise_and_land
@@ -155,6 +156,7 @@ def build_video_assets(
             prober: FfprobeProber,
             summarizer: SummarizerResource,
             progress: dg.ResourceParam[ProgressReporter],
+            probe_ahead: dg.ResourceParam[ProbeAhead],
         ) -> Iterator[dg.AssetMaterialization | dg.AssetObservation | dg.AssetCheckResult]:
             """Every selected asset and check of the run's versions; see the module doc."""
             yield from _run(
@@ -168,6 +170,7 @@ def build_video_assets(
                 policy,
                 groups,
                 analysis,
+                probe_ahead,
             )
 
     return process_videos
@@ -184,6 +187,7 @@ def _run(
     policy: Policy,
     groups: dict[str, tuple[Rule, ...]],
     analysis: AnalysisSettings | None = None,
+    ahead: ProbeAhead | None = None,
 ) -> Iterator[dg.AssetMaterialization | dg.AssetObservation | dg.AssetCheckResult]:
     run_id = context.run.run_id
     chosen = set(config.only)
@@ -213,6 +217,7 @@ def _run(
                 attempts=max(1, config.retry_attempts), base_delay_s=config.retry_base_delay_s
             ),
             log=context.log.warning,
+            ahead=ahead,
         )
         probed = outcome.succeeded
         failures += [

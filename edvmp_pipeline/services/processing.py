@@ -18,6 +18,7 @@ from edvmp_pipeline.domain.errors import PipelineError
 from edvmp_pipeline.domain.failure_classes import IN_STEP_RETRYABLE
 from edvmp_pipeline.domain.records import ObjectVersion, VideoRecord
 from edvmp_pipeline.services.per_version import map_in_threads
+from edvmp_pipeline.services.probe_ahead import ProbeAhead
 from edvmp_pipeline.services.progress import ProgressReporter
 
 
@@ -56,13 +57,16 @@ def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, PipelineError) and exc.error_class in IN_STEP_RETRYABLE
 
 
-def _probe_one(
+def probe_version(
     store: ObjectStoreResource,
     prober: FfprobeProber,
     version: ObjectVersion,
     retry: RetrySettings,
     log: Callable[[str], None] | None = None,
 ) -> VideoRecord:
+    """ffprobe one version, retrying transient store errors; each retry is reported on
+    ``log``."""
+
     def attempt() -> VideoRecord:
         target = store.probe_target(version)
         return prober.probe(
@@ -105,13 +109,14 @@ def process_batch(
     progress: ProgressReporter | None = None,
     retry: RetrySettings | None = None,
     log: Callable[[str], None] | None = None,
+    ahead: ProbeAhead | None = None,
 ) -> BatchOutcome:
     """Probe every version in ``partition_keys`` in parallel and write the catalog.
 
     Each version is claimed in the state store first: one already SUCCEEDED (unless
     ``force``) or RUNNING in another live run is skipped, so racing runs process it once.
     ``only`` (when not empty) restricts the batch to those keys. Per-version failures never
-    stop the batch.
+    stop the batch. A version ``ahead`` has probed already is taken from it, not probed again.
     """
     outcome = BatchOutcome()
     chosen = set(only)
@@ -148,12 +153,21 @@ def process_batch(
 
     def work(item: tuple[str, ObjectVersion]) -> tuple[str, ObjectVersion, object]:
         pk, version = item
-        started = time.monotonic()
-        try:
-            result: object = _probe_one(store, prober, version, retry or RetrySettings(), log)
-        except Exception as exc:
-            result = _as_failure(pk, version, exc)
-        probe_seconds[pk] = time.monotonic() - started
+        early = ahead.take(pk, version) if ahead is not None else None
+        result: object
+        if early is not None:
+            for message in early.retries:
+                if log is not None:
+                    log(message)
+            result = early.record if early.error is None else _as_failure(pk, version, early.error)
+            probe_seconds[pk] = early.seconds
+        else:
+            started = time.monotonic()
+            try:
+                result = probe_version(store, prober, version, retry or RetrySettings(), log)
+            except Exception as exc:
+                result = _as_failure(pk, version, exc)
+            probe_seconds[pk] = time.monotonic() - started
         if progress is not None:
             progress.done(pk, not isinstance(result, VersionFailure))
         return pk, version, result
