@@ -20,6 +20,7 @@ import duckdb
 import pytest
 from botocore.client import BaseClient
 
+import edvmp_pipeline.defs.batch_runs as batch_runs_module
 import edvmp_pipeline.defs.video_pipeline as video_pipeline_module
 from edvmp_pipeline.adapters.dagster_instance import get_instance
 from edvmp_pipeline.adapters.object_store import ObjectStoreResource, ProbeTarget
@@ -86,12 +87,14 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     """In-step retries as configured, with millisecond backoff (the asset builds its
-    RetrySettings from run config; this replaces the defaults of 4 tries from 0.5 s)."""
+    RetrySettings from run config, the probing ahead of edvmp ingest from the same defaults;
+    this replaces the defaults of 4 tries from 0.5 s in both)."""
 
-    def settings(*, attempts: int, base_delay_s: float) -> RetrySettings:
+    def settings(*, attempts: int = 4, base_delay_s: float = 0.5) -> RetrySettings:
         return RetrySettings(attempts=IN_STEP_ATTEMPTS, base_delay_s=0.01, max_delay_s=0.02)
 
     monkeypatch.setattr(video_pipeline_module, "RetrySettings", settings)
+    monkeypatch.setattr(batch_runs_module, "RetrySettings", settings)
 
 
 @pytest.fixture
