@@ -20,8 +20,6 @@ import duckdb
 import pytest
 from botocore.client import BaseClient
 
-import edvmp_pipeline.defs.batch_runs as batch_runs_module
-import edvmp_pipeline.defs.video_pipeline as video_pipeline_module
 from edvmp_pipeline.adapters.dagster_instance import get_instance
 from edvmp_pipeline.adapters.object_store import ObjectStoreResource, ProbeTarget
 from edvmp_pipeline.adapters.prober import FfprobeProber
@@ -53,6 +51,8 @@ from edvmp_pipeline_tests.test_object_sensor import (
 )
 
 IN_STEP_ATTEMPTS = 2
+# Retries as configured, with millisecond backoff instead of the default 0.5 s.
+FAST_RETRIES = RetrySettings(attempts=IN_STEP_ATTEMPTS, base_delay_s=0.01, max_delay_s=0.02)
 
 
 @pytest.fixture(scope="module")
@@ -82,19 +82,6 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     monkeypatch.delenv("EDVMP_CATALOG", raising=False)
     return tmp_path / "home"
-
-
-@pytest.fixture
-def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    """In-step retries as configured, with millisecond backoff (the asset builds its
-    RetrySettings from run config, the probing ahead of edvmp ingest from the same defaults;
-    this replaces the defaults of 4 tries from 0.5 s in both)."""
-
-    def settings(*, attempts: int = 4, base_delay_s: float = 0.5) -> RetrySettings:
-        return RetrySettings(attempts=IN_STEP_ATTEMPTS, base_delay_s=0.01, max_delay_s=0.02)
-
-    monkeypatch.setattr(video_pipeline_module, "RetrySettings", settings)
-    monkeypatch.setattr(batch_runs_module, "RetrySettings", settings)
 
 
 @pytest.fixture
@@ -187,7 +174,6 @@ def test_server_stopped_mid_batch_then_redriven(
     home: Path,
     clip: bytes,
     monkeypatch: pytest.MonkeyPatch,
-    fast_retries: None,
     probe_attempts: dict[str, int],
 ) -> None:
     """The server dies after the batch's first video: the rest fail as store_unreachable
@@ -212,7 +198,14 @@ def test_server_stopped_mid_batch_then_redriven(
     monkeypatch.setattr(FfprobeProber, "probe", probe_then_stop)
     instance = get_instance()
     # One worker: the versions go one by one, so exactly the first one gets through.
-    run_batches(instance, report.new, source=report.source, batch_size=50, workers=1)
+    run_batches(
+        instance,
+        report.new,
+        source=report.source,
+        batch_size=50,
+        workers=1,
+        retry=FAST_RETRIES,
+    )
     assert stopped == [True]
     catalog = Catalog(home / "catalog")
     states = catalog.job_states(report.new)

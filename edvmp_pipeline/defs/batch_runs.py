@@ -21,6 +21,7 @@ from edvmp_pipeline.settings import catalog_location, probe_workers_default
 
 ADD_PARTITIONS_BATCH = 1000
 PARTITION_PAGE = 1000
+DEFAULT_RETRY = RetrySettings()
 
 
 def add_partitions(instance: dg.DagsterInstance, keys: Sequence[str]) -> None:
@@ -49,6 +50,7 @@ def run_batches(
     trigger: str = "edvmp-ingest",
     extra_tags: dict[str, str] | None = None,
     on_done: Callable[[str, bool], None] | None = None,
+    retry: RetrySettings = DEFAULT_RETRY,
 ) -> list[str]:
     """Run the pipeline for ``keys`` in runs of up to ``batch_size`` versions.
 
@@ -57,7 +59,8 @@ def run_batches(
     run processes, never a neighbour that belongs to an earlier ingest or the sensor. New
     versions are registered together, so a fresh ingest is a few large runs; scattered
     retries become more, smaller runs. A failed run's versions are classified into incidents
-    right here, so this path needs no daemon.
+    right here, so this path needs no daemon. ``retry`` governs the in-step retries of
+    transient store errors, in the probing ahead and in the runs alike.
     """
     from edvmp_pipeline.definitions import build_resources, defs
     from edvmp_pipeline.defs.jobs import INGEST_JOB
@@ -73,6 +76,7 @@ def run_batches(
         workers=workers or probe_workers_default(),
         window=2 * batch_size,
         force=force,
+        retry=retry,
     )
     run_ids = []
     try:
@@ -89,6 +93,7 @@ def run_batches(
                     retry_failed=retry_failed,
                     interrupted=interrupted,
                     workers=workers,
+                    retry=retry,
                     tags={TAG_SOURCE: source, TAG_TRIGGER: trigger, **(extra_tags or {})},
                 )
             )
@@ -105,12 +110,12 @@ def _probe_ahead(
     workers: int,
     window: int,
     force: bool,
+    retry: RetrySettings,
 ) -> ProbeAhead:
     """Start probing, in run order, the versions of ``keys`` whose metadata is due."""
     store = resources["object_store"]
     prober = resources["prober"]
     assert isinstance(store, ObjectStoreResource) and isinstance(prober, FfprobeProber)
-    retry = RetrySettings()
     ahead = ProbeAhead(
         lambda version, log: probe_version(store, prober, version, retry, log),
         workers=workers,
@@ -137,6 +142,7 @@ def _run_one(
     retry_failed: bool,
     interrupted: Sequence[str],
     workers: int,
+    retry: RetrySettings,
     tags: dict[str, str],
 ) -> str:
     """Execute one run over ``batch``; classify its failures. Returns its run id."""
@@ -157,6 +163,9 @@ def _run_one(
                         "retry_failed": retry_failed,
                         "interrupted": [k for k in batch if k in set(interrupted)],
                         "workers": workers,
+                        "retry_attempts": retry.attempts,
+                        "retry_base_delay_s": retry.base_delay_s,
+                        "retry_max_delay_s": retry.max_delay_s,
                     }
                 }
             },

@@ -83,10 +83,12 @@ class VideoRunConfig(dg.Config):
     """Parallel ffprobe processes; 0 means one per core."""
     summary_workers: int = 0
     """Parallel summarizer calls; 0 means ``EDVMP_SUMMARY_WORKERS`` (default 4)."""
-    retry_attempts: int = 4
+    retry_attempts: int = RetrySettings.attempts
     """Tries per version for transient store errors (unreachable, throttled)."""
-    retry_base_delay_s: float = 0.5
-    """First backoff delay; doubles per retry (full jitter), capped at 8 s."""
+    retry_base_delay_s: float = RetrySettings.base_delay_s
+    """First backoff delay; doubles per retry (full jitter)."""
+    retry_max_delay_s: float = RetrySettings.max_delay_s
+    """Cap on one backoff delay."""
 
 
 def _reused_materializations(
@@ -214,7 +216,9 @@ def _run(
             interrupted=config.interrupted,
             progress=progress,
             retry=RetrySettings(
-                attempts=max(1, config.retry_attempts), base_delay_s=config.retry_base_delay_s
+                attempts=max(1, config.retry_attempts),
+                base_delay_s=config.retry_base_delay_s,
+                max_delay_s=config.retry_max_delay_s,
             ),
             log=context.log.warning,
             ahead=ahead,
