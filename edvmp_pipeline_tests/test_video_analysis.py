@@ -316,6 +316,13 @@ def test_a_policy_naming_analysis_fields_needs_the_analysis(
     assert "black_open.mp4" in check.stdout and "ebu_r128" in check.stdout
     assert "at_target.mp4" not in check.stdout
 
+    # Tried on the catalog with the analysis off, the same file is refused the same way.
+    env.pop("EDVMP_POLICY")
+    tried = run_edvmp("check", "--policy", str(policy), env=env)
+    assert tried.returncode == 2 and not tried.stdout, tried.stdout + tried.stderr
+    (line,) = tried.stderr.strip().splitlines()
+    assert f"{policy}: rule 'ebu_r128' checks integrated_lufs" in line
+
 
 def test_configured_policy_and_analysis_settings(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -60,12 +60,15 @@ def run(args: argparse.Namespace) -> int:
     from edvmp_pipeline.catalog.analysis_tables import with_analysis
     from edvmp_pipeline.catalog.opening import open_catalog
     from edvmp_pipeline.cli.output import json_text, render, terminal_safe
-    from edvmp_pipeline.domain.policy import configured_policy, load_policy
+    from edvmp_pipeline.domain.policy import configured_policy, load_policy, require_measured
     from edvmp_pipeline.settings import analysis_enabled
 
     # A malformed policy raises PolicyError (a PipelineError): exit 2 with its message.
+    analysis = analysis_enabled()
     policy = (
-        load_policy(args.policy) if args.policy else configured_policy(analysis=analysis_enabled())
+        require_measured(load_policy(args.policy), str(args.policy), analysis=analysis)
+        if args.policy
+        else configured_policy(analysis=analysis)
     )
     catalog = open_catalog(create=False)
     rows = catalog.video_table()

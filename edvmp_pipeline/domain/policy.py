@@ -502,10 +502,20 @@ def configured_policy(
         policy = load_policy(Path(value).expanduser())
     except PolicyError as exc:
         raise PolicyError(f"{POLICY_ENV}: {exc.reason}") from None
+    return require_measured(policy, POLICY_ENV, analysis=analysis)
+
+
+def require_measured(policy: Policy, where: str, *, analysis: bool) -> Policy:
+    """``policy`` itself, unless it names an analysis field while the analysis is off.
+
+    Such a rule would read null for every version and fail them all; that is refused
+    (:class:`PolicyError` prefixed with ``where``, the variable or file the policy came
+    from) rather than reported as violations.
+    """
     if not analysis and policy.analysis_rules:
         rule = policy.analysis_rules[0]
         raise PolicyError(
-            f"{POLICY_ENV}: rule {rule.id!r} checks {rule.field}, which only the video "
+            f"{where}: rule {rule.id!r} checks {rule.field}, which only the video "
             "analysis measures; set EDVMP_ANALYSIS=on or drop the rule"
         )
     return policy
