@@ -82,6 +82,46 @@ def test_homes_that_cannot_be_used_are_configuration_errors(library: Path, tmp_p
     assert "internal error" not in done.stderr
 
 
+@pytest.mark.parametrize(
+    ("setting", "value", "expected"),
+    [
+        ("EDVMP_PROBE_TIMEOUT_S", "nan", "must be a finite number"),
+        ("EDVMP_POLICY", "{tmp}/bad.yaml", "not valid YAML"),
+        ("EDVMP_SUMMARIZER", "bedrock", "EDVMP_BEDROCK_MODEL_ID"),
+    ],
+)
+def test_a_bad_setting_is_refused_before_anything_is_registered(
+    library: Path, tmp_path: Path, setting: str, value: str, expected: str
+) -> None:
+    """A bad pipeline setting stops `edvmp ingest` and `edvmp redrive` before they list or
+    register anything: the ingest used to register the new versions first and leave them
+    PENDING."""
+    (tmp_path / "bad.yaml").write_text("rules: [\n")
+    home = tmp_path / "home"
+    env = _env(EDVMP_HOME=str(home), **{setting: value.format(tmp=tmp_path)})
+    _one_line_config_error(run_edvmp("ingest", str(library), env=env), setting, expected)
+    assert not home.exists()
+    _one_line_config_error(run_edvmp("redrive", "--class", "corrupt_media", env=env), setting)
+    assert not home.exists()
+
+
+def test_the_listed_line_accounts_for_every_version(library: Path, tmp_path: Path) -> None:
+    """Registered-but-unprocessed and retried versions are counted in the `listed` line (the
+    counts used to add up to less than the number listed)."""
+    env = _env(EDVMP_HOME=str(tmp_path / "home"))
+    n = len(SAMPLE_GOOD) + len(SAMPLE_BROKEN)
+    assert run_edvmp("register", str(library), env=env).returncode == 0
+    done = run_edvmp("ingest", str(library), env=env)
+    assert done.returncode == 1, done.stdout + done.stderr
+    expected = f"listed {n}: new 0, already catalogued (skipped) 0, known failures 0, pending {n}"
+    assert expected in done.stdout.splitlines()
+    done = run_edvmp("ingest", str(library), "--retry-failed", env=env)
+    assert (
+        f"listed {n}: new 0, already catalogued (skipped) {len(SAMPLE_GOOD)}, known failures 0, "
+        f"retried {len(SAMPLE_BROKEN)}"
+    ) in done.stdout.splitlines(), done.stdout
+
+
 def test_a_closed_pipe_ends_quietly(library: Path, tmp_path: Path) -> None:
     """`edvmp ingest … | head -1`: no 'internal error: BrokenPipeError', the SIGPIPE status."""
     proc = subprocess.Popen(

@@ -46,7 +46,9 @@ def _print_report(report: IngestReport) -> None:
     print(
         f"listed {report.listed}: new {len(report.new)}, already catalogued (skipped) "
         f"{len(report.skipped)}, known failures {len(report.known_failures)}"
-        + (f", to analyse {len(report.to_analyse)}" if report.to_analyse else ""),
+        + (f", to analyse {len(report.to_analyse)}" if report.to_analyse else "")
+        + (f", retried {len(report.retried)}" if report.retried else "")
+        + (f", pending {len(report.pending)}" if report.pending else ""),
         file=out,
     )
     if report.skipped_entries:

@@ -51,6 +51,7 @@ def run_batches(
     extra_tags: dict[str, str] | None = None,
     on_done: Callable[[str, bool], None] | None = None,
     retry: RetrySettings = DEFAULT_RETRY,
+    resources: dict[str, object] | None = None,
 ) -> list[str]:
     """Run the pipeline for ``keys`` in runs of up to ``batch_size`` versions.
 
@@ -60,7 +61,8 @@ def run_batches(
     versions are registered together, so a fresh ingest is a few large runs; scattered
     retries become more, smaller runs. A failed run's versions are classified into incidents
     right here, so this path needs no daemon. ``retry`` governs the in-step retries of
-    transient store errors, in the probing ahead and in the runs alike.
+    transient store errors, in the probing ahead and in the runs alike. ``resources``
+    default to those the environment configures.
     """
     from edvmp_pipeline.definitions import build_resources, defs
     from edvmp_pipeline.defs.jobs import INGEST_JOB
@@ -69,7 +71,7 @@ def run_batches(
     job = defs.resolve_job_def(INGEST_JOB)
     # Resources from the environment as it is now (the module-level Definitions read it at
     # import), plus this process's progress bar and the probing ahead of the runs.
-    resources = build_resources()
+    resources = dict(resources) if resources is not None else build_resources()
     ahead = _probe_ahead(
         resources,
         [pk for batch in batches for pk in batch],

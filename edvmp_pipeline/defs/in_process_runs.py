@@ -29,6 +29,8 @@ class InProcessRuns:
     so that a bad source is reported before any Dagster storage is touched)."""
 
     given: dg.DagsterInstance | None = None
+    resources: dict[str, object] | None = None
+    """The runs' resources, built from the environment by :meth:`check_settings`."""
 
     @classmethod
     def from_environment(cls) -> InProcessRuns:
@@ -41,6 +43,13 @@ class InProcessRuns:
         if self.given is None:
             self.given = get_instance()
         return self.given
+
+    def check_settings(self) -> None:
+        """Load the definitions (policy, analysis, summarizer) and build the resources from
+        the environment; either raises the one-line error of a bad setting."""
+        from edvmp_pipeline.definitions import build_resources
+
+        self.resources = build_resources()
 
     def add_partitions(self, keys: Sequence[str]) -> None:
         """Add the dynamic partitions of ``keys`` not known yet."""
@@ -75,6 +84,7 @@ class InProcessRuns:
             trigger=trigger,
             extra_tags=attempt_tags(attempt) if attempt is not None else None,
             on_done=on_done,
+            resources=self.resources,
         )
 
 

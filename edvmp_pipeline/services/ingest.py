@@ -39,6 +39,11 @@ class IngestReport:
     to_analyse: list[str] = field(default_factory=list)
     """SUCCEEDED versions taken again only for the media analysis (EDVMP_ANALYSIS=on)."""
     known_failures: list[str] = field(default_factory=list)
+    retried: list[str] = field(default_factory=list)
+    """FAILED versions taken again (``--retry-failed``)."""
+    pending: list[str] = field(default_factory=list)
+    """Versions registered but not processed yet (by `edvmp register`, or an ingest or run
+    that stopped first), processed now."""
     processed: list[str] = field(default_factory=list)
     run_ids: list[str] = field(default_factory=list)
     versions: dict[str, ObjectVersion] = field(default_factory=dict)
@@ -108,6 +113,8 @@ def ingest(
     and dynamic partitions) and left for ``dagster asset materialize`` or a backfill.
     """
     spec = parse_source(source_text)
+    # Before anything is listed or registered: a bad setting must not leave versions behind.
+    runs.check_settings()
     store = object_store_from_env()
     versions, skipped_entries = list_versions(spec, store)
     report = IngestReport(source=spec.source, listed=len(versions), skipped_entries=skipped_entries)
@@ -136,11 +143,16 @@ def ingest(
         elif state.status == FAILED and state.run_id in reaped and not retry_failed:
             # Interrupted (its process was killed), not failed: finish it now.
             interrupted.append(pk)
+            report.pending.append(pk)
             todo.append(pk)
         elif state.status == FAILED and not retry_failed:
             report.known_failures.append(pk)
+        elif state.status == FAILED:
+            report.retried.append(pk)
+            todo.append(pk)
         else:
-            # FAILED with --retry-failed, or PENDING/RUNNING left by an interrupted run.
+            # PENDING/RUNNING: registered by an ingest that stopped before its run finished.
+            report.pending.append(pk)
             todo.append(pk)
     if on_listed is not None:
         on_listed(len(todo))

@@ -17,6 +17,11 @@ from edvmp_pipeline.catalog.store import Catalog
 class PipelineRuns(Protocol):
     """Registers partitions and executes runs of the video pipeline."""
 
+    def check_settings(self) -> None:
+        """Refuse a bad setting of the pipeline (policy, prober, summarizer, store) with its
+        one-line error, before the use-case registers or changes anything."""
+        ...
+
     def add_partitions(self, keys: Sequence[str]) -> None:
         """Make ``keys`` known as partitions (existing ones are left alone)."""
         ...

@@ -31,6 +31,7 @@ def redrive(
     runs: PipelineRuns,
 ) -> RedriveOutcome:
     """Run the versions of the matching OPEN incidents again, in-process, and report."""
+    runs.check_settings()
     catalog = open_catalog(create=True)
     found = catalog.state.open_incidents(
         incident_id=incident_id, failure_class=failure_class, fingerprint=fingerprint
