@@ -169,12 +169,15 @@ def evaluate_sweep(
             start_after, sweeps = "", sweeps + 1
             break
         start_after = contents[-1]["Key"] if contents else start_after
-    context.log.info(
+    summary = (
         f"listed {listed} objects ({skipped} not videos), requested {len(run_requests)} runs "
         f"in {time.monotonic() - started:.2f}s; sweep #{sweeps}, next after {start_after!r}"
     )
+    context.log.info(summary)
     return dg.SensorResult(
         run_requests=run_requests,
+        # A tick without runs says why in the UI's tick list, not Dagster's generic text.
+        skip_reason=None if run_requests else f"nothing new: {summary}",
         # One request per tick, however many pages it read.
         dynamic_partitions_requests=(
             [videos_partitions.build_add_request(new_partitions)] if new_partitions else []
