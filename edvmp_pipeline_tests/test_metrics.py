@@ -136,6 +136,7 @@ def test_the_exposition_labels_routes_by_template(catalog: Catalog) -> None:
         client.get(f"/jobs/job-{i}")
     client.get("/jobs/missing-1")
     client.get("/no/such/path/123")
+    assert client.get("/openapi.json").status_code == 200  # FastAPI's own (Starlette) route
     got = samples(client.get("/metrics").text)
 
     route = (("method", "GET"), ("route", "/jobs/{job_id}"))
@@ -143,6 +144,8 @@ def test_the_exposition_labels_routes_by_template(catalog: Catalog) -> None:
     assert got[("edvmp_api_requests_total", (*route, ("status", "404")))] == 1
     unmatched = (("method", "GET"), ("route", "unmatched"), ("status", "404"))
     assert got[("edvmp_api_requests_total", unmatched)] == 1
+    openapi = (("method", "GET"), ("route", "/openapi.json"), ("status", "200"))
+    assert got[("edvmp_api_requests_total", openapi)] == 1
     assert not any("job-" in value for key in got for _, value in key[1])
     assert got[("edvmp_api_request_duration_seconds_count", route)] == 6
 

@@ -125,6 +125,14 @@ def route_template(request: Request) -> str:
     """The template of the route that served ``request`` (``/jobs/{job_id}``), or
     ``unmatched`` (a 404 for a path no route has must not add a label value per path)."""
     route = request.scope.get("route")
+    endpoint = request.scope.get("endpoint")
+    if route is None and endpoint is not None:
+        # Starlette's own routes (FastAPI's /docs, /openapi.json) leave only their endpoint
+        # in the scope; FastAPI's API routes leave the route itself.
+        route = next(
+            (r for r in request.app.router.routes if getattr(r, "endpoint", None) is endpoint),
+            None,
+        )
     path = getattr(route, "path", None)
     return path if isinstance(path, str) else UNMATCHED
 
