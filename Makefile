@@ -43,7 +43,7 @@ demo: setup
 	$(BIN)/edvmp samples $(SAMPLES)
 	@# Exit 1 means "some objects failed": the samples include two broken files on purpose.
 	$(BIN)/edvmp ingest $(SAMPLES) || [ $$? -eq 1 ]
-	$(BIN)/edvmp query "SELECT object_key, format_name, round(duration_s, 2) AS duration_s, video_codec, width, height, round(fps, 3) AS fps, rotation, audio_codec, n_audio_streams FROM videos ORDER BY object_key"
+	$(BIN)/edvmp query "SELECT object_key, video_codec, width, height, round(fps, 3) AS fps, rotation, audio_codec FROM videos ORDER BY 1"
 	$(BIN)/edvmp query "SELECT v.object_key, s.summary FROM videos v JOIN summaries s USING (partition_key) ORDER BY 1"
 	$(BIN)/edvmp check
 	$(BIN)/edvmp incidents summary
