@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     except stack.StackError as exc:
         raise ConfigError(str(exc)) from None
     if status is None:
-        print(f"not running (no stack under {home / 's3'})")
+        print(f"not running (no server started for {home / 's3'}; its data, if any, is kept)")
         return 1
     state = "running" if status.running else "not running (stale state file)"
     answering = {True: "yes", False: "no", None: "-"}[status.s3_answering]

@@ -39,9 +39,12 @@ def write_workspace(dagster_home: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the daemon and the webserver until one exits or a signal arrives."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=3000)
+    parser = argparse.ArgumentParser(
+        description="Start the Dagster webserver and daemon on the instance edvmp uses "
+        "(DAGSTER_HOME, default $EDVMP_HOME/dagster), as `dagster dev` would; Ctrl-C stops both."
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="webserver address (127.0.0.1)")
+    parser.add_argument("--port", type=int, default=3000, help="webserver port (3000)")
     args = parser.parse_args(argv)
     home = ensure_dagster_home()
     workspace = write_workspace(home)
