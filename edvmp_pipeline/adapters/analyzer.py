@@ -23,7 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from edvmp_pipeline.adapters.prober import is_url
+from edvmp_pipeline.adapters.ffmpeg_inputs import input_options, is_url
 from edvmp_pipeline.domain.errors import ConfigError, MediaRejected, PipelineError, ProbeTimeout
 from edvmp_pipeline.domain.fingerprints import fingerprint_from_frames
 from edvmp_pipeline.domain.media_analysis import (
@@ -41,11 +41,13 @@ from edvmp_pipeline.domain.records import VideoRecord
 RW_TIMEOUT_S = 15.0
 
 
-def _source(target: str) -> tuple[list[str], str]:
-    """Input options and the input itself (``file:`` for local paths, as the prober does)."""
+def _source(target: str, tool_path: str) -> tuple[list[str], str]:
+    """Input options and the input itself (``file:`` for local paths, as the prober does);
+    the options confine the tool to reading the upload itself."""
+    confined = input_options(tool_path, target)
     if is_url(target):
-        return ["-rw_timeout", str(int(RW_TIMEOUT_S * 1_000_000))], target
-    return [], "file:" + os.fspath(Path(target))
+        return [*confined, "-rw_timeout", str(int(RW_TIMEOUT_S * 1_000_000))], target
+    return confined, "file:" + os.fspath(Path(target))
 
 
 def _run(cmd: list[str], timeout_s: float, what: str) -> subprocess.CompletedProcess[bytes]:
@@ -74,7 +76,7 @@ def _fail(done: subprocess.CompletedProcess[bytes], what: str) -> PipelineError:
 
 def probe_streams(target: str, *, timeout_s: float, ffprobe_path: str = "ffprobe") -> dict:
     """ffprobe's ``{"streams": [...], "format": {...}}`` for ``target``."""
-    opts, source = _source(target)
+    opts, source = _source(target, ffprobe_path)
     cmd = [ffprobe_path, "-v", "error", "-print_format", "json", "-show_format",
            "-show_streams", *opts, "-i", source]  # fmt: skip
     done = _run(cmd, timeout_s, "ffprobe")
@@ -119,7 +121,7 @@ def analysis_command(
         images=images,
         duration_s=probe_duration(probe, video),
     )
-    opts, source = _source(target)
+    opts, source = _source(target, ffmpeg_path)
     cmd = [ffmpeg_path, "-hide_banner", "-nostdin", "-nostats", "-v", "info", *opts,
            "-i", source, "-filter_complex", fg.graph]  # fmt: skip
     for label in fg.null_outputs:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from edvmp_pipeline.adapters.ffmpeg_inputs import input_options, is_url
 from edvmp_pipeline.adapters.object_store import open_range_reader
 from edvmp_pipeline.domain.errors import ConfigError, PipelineError, ProbeTimeout
 from edvmp_pipeline.domain.probe_normalise import (
@@ -26,7 +27,6 @@ from edvmp_pipeline.domain.probe_normalise import (
 from edvmp_pipeline.domain.records import VideoRecord
 
 LEADING_BYTES = 64
-_URL_SCHEMES = ("http://", "https://")
 
 
 def read_leading_bytes(path: str | os.PathLike[str], n: int = LEADING_BYTES) -> bytes:
@@ -42,11 +42,6 @@ def read_leading_bytes(path: str | os.PathLike[str], n: int = LEADING_BYTES) -> 
             return handle.read(n)
     except OSError:
         return b""
-
-
-def is_url(target: str) -> bool:
-    """True for the http(s) targets (presigned GET URLs) ffprobe reads over the network."""
-    return target.lower().startswith(_URL_SCHEMES)
 
 
 class FfprobeProber(dg.ConfigurableResource):
@@ -68,6 +63,7 @@ class FfprobeProber(dg.ConfigurableResource):
             "-v", "error",
             "-print_format", "json",
             "-show_format", "-show_streams",
+            *input_options(self.ffprobe_path, target),
         ]  # fmt: skip
         if is_url(target):
             cmd += ["-rw_timeout", str(int(self.rw_timeout_s * 1_000_000))]

@@ -464,6 +464,12 @@ def _mp4_failure(read: Reader, size_bytes: int, detail: str) -> MediaRejected:
     return _corrupt(f"corrupt MP4: moov atom not found ({detail})")
 
 
+_REFUSED_INPUT = re.compile(
+    r"\[(?P<format>\w+) @ [^\]]*\] Format not on whitelist"
+    r"|Protocol '(?P<protocol>[\w.+-]+)' not on whitelist"
+)
+
+
 def classify_probe_failure(
     stderr: str, *, size_bytes: int, leading_bytes: bytes, read: Reader | None = None
 ) -> MediaRejected:
@@ -479,6 +485,15 @@ def classify_probe_failure(
     """
     if size_bytes == 0:
         return _empty()
+    # ffprobe runs with an allow-list of demuxers and protocols (adapters.ffmpeg_inputs):
+    # a playlist or reference file that would make it open other inputs is refused there.
+    refused = _REFUSED_INPUT.search(stderr)
+    if refused is not None:
+        what = refused.group("format") or refused.group("protocol")
+        return _unsupported(
+            f"not a video: {what} data that names other inputs to read (refused: edvmp reads "
+            "the upload itself only)"
+        )
     detail = f"ffprobe: {ffprobe_messages(stderr) or 'no message'}"
     head = leading_bytes
     if not head:
