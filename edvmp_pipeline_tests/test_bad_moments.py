@@ -122,6 +122,34 @@ def test_the_listed_line_accounts_for_every_version(library: Path, tmp_path: Pat
     ) in done.stdout.splitlines(), done.stdout
 
 
+def test_bad_arguments_are_usage_errors(library: Path, tmp_path: Path) -> None:
+    """Exit 2 with one line, never 1 (which means "a video failed") nor a hang."""
+    env = _env(EDVMP_HOME=str(tmp_path / "home"))
+    _one_line_config_error(run_edvmp("ingest", "", env=env), "empty source")
+    assert not (tmp_path / "home").exists()  # '' used to ingest the current folder
+    for flag, value in (("--batch-size", "0"), ("--workers", "-3")):
+        _one_line_config_error(run_edvmp("ingest", str(library), flag, value, env=env), flag)
+    job = "clip.mp4~1a2b3c4d~0123456789abcdef"
+    for timeout in ("nan", "inf", "1e400"):
+        done = run_edvmp("status", job, "--wait", "--timeout", timeout, env=env, timeout=60)
+        _one_line_config_error(done, "--timeout must be a finite number")
+    if Path("/proc/self").is_dir():
+        _one_line_config_error(
+            run_edvmp("ingest", str(library), env=_env(EDVMP_HOME="/proc")), "cannot use /proc/"
+        )
+
+
+def test_a_home_inside_the_library_is_not_ingested(library: Path, tmp_path: Path) -> None:
+    home = library / "edvmp-home"  # not hidden, so only its being edvmp's keeps it out
+    env = _env(EDVMP_HOME=str(home))
+    assert run_edvmp("ingest", str(library), env=env).returncode == 1  # the broken samples
+    again = run_edvmp("ingest", str(library), env=env)
+    assert again.returncode == 1, again.stdout + again.stderr
+    assert "edvmp-home: edvmp's own data" in again.stdout
+    keys = {r[0] for r in catalog_at(home).query("SELECT object_key FROM objects")[1]}
+    assert keys == set(SAMPLE_GOOD) | set(SAMPLE_BROKEN), keys
+
+
 def test_a_closed_pipe_ends_quietly(library: Path, tmp_path: Path) -> None:
     """`edvmp ingest … | head -1`: no 'internal error: BrokenPipeError', the SIGPIPE status."""
     proc = subprocess.Popen(

@@ -13,6 +13,8 @@ import sqlite3
 from pathlib import Path
 from stat import S_ISREG
 
+from edvmp_pipeline.domain.errors import ConfigError
+
 _CHUNK = 1 << 20
 
 
@@ -57,12 +59,20 @@ class ContentHashCache:
     """A persistent (path, size, mtime_ns) → hash cache."""
 
     def __init__(self, db_path: Path) -> None:
-        db_path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(db_path, timeout=30)
-        self._conn.execute(
-            "CREATE TABLE IF NOT EXISTS content_hash ("
-            " path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, etag TEXT)"
-        )
+        """Open (creating when missing) the cache at ``db_path``; a :class:`ConfigError`
+        naming the path when it cannot be (a read-only or pseudo file system, no permission)."""
+        try:
+            db_path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(db_path, timeout=30)
+            self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS content_hash ("
+                " path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, etag TEXT)"
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(
+                f"cannot use {db_path} (EDVMP_HOME={db_path.parent}): {exc}; set EDVMP_HOME "
+                "to a writable folder"
+            ) from None
         self.hits = 0
         self.misses = 0
 

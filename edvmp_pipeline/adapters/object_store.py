@@ -13,7 +13,7 @@ import os
 import ssl
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -85,6 +85,7 @@ SKIP_FOLDER_NOT_LISTED = "folder not listed"
 SKIP_NO_STAT = "cannot stat"
 SKIP_VANISHED = "vanished while listing"
 SKIP_KEY_COLLISION = "its escaped key is another file's name"
+SKIP_OWN_DATA = "edvmp's own data (EDVMP_HOME, DAGSTER_HOME or the catalog)"
 
 # The ETag of a file whose bytes could not be read while listing. It is still an object of
 # the library, so it gets a version of its own that fails when processed (with the reason
@@ -195,10 +196,14 @@ def _classify(
     return _Candidate(key, entry.path, st, escaped)
 
 
-def _scan(folder: Path) -> tuple[list[_Candidate], list[SkippedEntry]]:
-    """Walk ``folder`` in bytes (names need not be UTF-8), top-down in name order."""
+def _scan(
+    folder: Path, exclude: Collection[Path] = ()
+) -> tuple[list[_Candidate], list[SkippedEntry]]:
+    """Walk ``folder`` in bytes (names need not be UTF-8), top-down in name order, leaving
+    out the folders of ``exclude``."""
     root = os.fsencode(folder)
     root_real = os.path.realpath(root)
+    excluded = {os.path.realpath(os.fsencode(p)) for p in exclude}
     candidates: list[_Candidate] = []
     skipped: list[SkippedEntry] = []
     pending: list[bytes] = [b""]
@@ -221,7 +226,9 @@ def _scan(folder: Path) -> tuple[list[_Candidate], list[SkippedEntry]]:
                 continue
             rel = rel_dir + b"/" + entry.name if rel_dir else entry.name
             found = _classify(entry, rel, root_real)
-            if found is None:
+            if found is None and os.path.realpath(os.path.join(root, rel)) in excluded:
+                skipped.append(SkippedEntry(folder_object_key(rel), SKIP_OWN_DATA))
+            elif found is None:
                 subdirs.append(rel)
             elif isinstance(found, SkippedEntry):
                 skipped.append(found)
@@ -231,9 +238,15 @@ def _scan(folder: Path) -> tuple[list[_Candidate], list[SkippedEntry]]:
     return candidates, skipped
 
 
-def list_folder(folder: Path, cache: ContentHashCache) -> FolderListing:
+def list_folder(
+    folder: Path, cache: ContentHashCache, exclude: Collection[Path] = ()
+) -> FolderListing:
     """Every regular, non-hidden file under ``folder`` (recursively) as an object version,
     and every entry that is not one with the reason.
+
+    The folders of ``exclude`` (edvmp's own homes, when they sit inside the library) are
+    left out whole: their databases are not videos, and probing them while they are
+    written would only fail.
 
     Symlinks to files inside the folder are followed (the link's path is the key); symlinks
     that leave the folder, loops, broken links and links to folders are skipped, and so are
@@ -248,7 +261,7 @@ def list_folder(folder: Path, cache: ContentHashCache) -> FolderListing:
         raise ConfigError(
             f"folder path is not valid UTF-8: {os.fsencode(folder)!r}; rename it"
         ) from None
-    candidates, skipped = _scan(folder)
+    candidates, skipped = _scan(folder, exclude)
     literal = {c.key for c in candidates if not c.escaped}
     listing = FolderListing(skipped=skipped)
     for found in candidates:

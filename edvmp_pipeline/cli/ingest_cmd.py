@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from edvmp_pipeline.services.ingest import IngestReport
 
 from edvmp_pipeline.cli.output import terminal_safe
+from edvmp_pipeline.domain.errors import ConfigError
 from edvmp_pipeline.settings import DEFAULT_BATCH_SIZE
 
 # Heavy modules (the ingest module loads Dagster, ~1 s) are imported inside run(), so other
@@ -101,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     from edvmp_pipeline.defs.in_process_runs import ingest_in_process
 
     if args.batch_size < 1 or args.workers < 0:
-        raise SystemExit("edvmp: error: --batch-size must be >= 1 and --workers >= 0")
+        raise ConfigError("--batch-size must be >= 1 and --workers >= 0")
     bar: tqdm | None = None
 
     def on_listed(n: int) -> None:

@@ -12,6 +12,7 @@ incident.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -340,8 +341,8 @@ def run(args: argparse.Namespace) -> int:
             f"not a job id: {job!r} (expected a partition key like "
             "clip.mp4~1a2b3c4d~0123456789abcdef, as printed by `edvmp upload`)"
         )
-    if args.timeout <= 0:
-        raise ConfigError("--timeout must be greater than 0")
+    if not math.isfinite(args.timeout) or args.timeout <= 0:
+        raise ConfigError(f"--timeout must be a finite number of seconds > 0, got {args.timeout}")
     if not args.wait:
         from edvmp_pipeline.catalog.opening import catalog_exists
         from edvmp_pipeline.settings import catalog_location, catalog_root, edvmp_home

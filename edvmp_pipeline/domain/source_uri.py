@@ -25,6 +25,9 @@ class SourceSpec:
 
 def parse_source(text: str) -> SourceSpec:
     """Parse ``text`` into a :class:`SourceSpec`; ConfigError with a clear reason if invalid."""
+    if not text.strip():
+        # Path("") is the current folder: an empty variable in a script must not ingest it.
+        raise ConfigError("empty source: give a folder path or s3://bucket/prefix")
     if text.startswith("s3://"):
         rest = text[len("s3://") :]
         bucket, _, prefix = rest.partition("/")

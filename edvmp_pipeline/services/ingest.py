@@ -23,7 +23,13 @@ from edvmp_pipeline.domain.partition_keys import partition_key_for
 from edvmp_pipeline.domain.records import ObjectVersion
 from edvmp_pipeline.domain.source_uri import SourceSpec, parse_source
 from edvmp_pipeline.services.pipeline_runs import PipelineRuns
-from edvmp_pipeline.settings import DEFAULT_BATCH_SIZE, analysis_enabled, edvmp_home
+from edvmp_pipeline.settings import (
+    DEFAULT_BATCH_SIZE,
+    analysis_enabled,
+    catalog_root,
+    dagster_home,
+    edvmp_home,
+)
 
 ADD_PARTITIONS_BATCH = 1000
 
@@ -83,8 +89,9 @@ def list_versions(
     objects (always none for a bucket)."""
     if spec.kind == "folder":
         assert spec.folder is not None
-        with ContentHashCache(edvmp_home() / "content_hashes.sqlite") as cache:
-            listing = list_folder(spec.folder, cache)
+        home = edvmp_home()
+        with ContentHashCache(home / "content_hashes.sqlite") as cache:
+            listing = list_folder(spec.folder, cache, (home, dagster_home(), catalog_root()))
         return listing.versions, listing.skipped
     store.check_bucket(spec)
     return list(store.iter_s3(spec)), []
