@@ -201,6 +201,35 @@ def test_incidents_upsert_supersede_resolve_and_are_recorded_once_per_run(store)
     assert {store.get_incident(i).status for i in ("i1", "i2")} == {RESOLVED}  # type: ignore[union-attr]
 
 
+def test_a_good_new_version_supersedes_the_open_incidents_of_older_ones(store) -> None:
+    """clip.mp4 uploaded broken, then fixed: once the fixed version succeeds, the broken
+    one's incident is over (a redrive could only fail: the object has changed)."""
+
+    def version(etag: str, day: int) -> ObjectVersion:
+        return ObjectVersion(
+            "s3://uploads", "clip.mp4", etag, 10, datetime(2026, 1, day, tzinfo=UTC)
+        )
+
+    store.register(
+        [("broken", version("e1", 1)), ("fixed", version("e2", 2)), ("later", version("e3", 3)),
+         ("other", _v("other"))],
+        "t",
+    )  # fmt: skip
+    store.claim(["broken", "later", "other"], "r1")
+    store.mark_failed({k: ("corrupt_media", "cut") for k in ("broken", "later", "other")}, "r1")
+    store.record_incidents(
+        "r1", [_incident("broken", "i1"), _incident("later", "i3"), _incident("other", "i4")], {}
+    )
+    store.claim(["fixed"], "r2")
+    assert store.mark_succeeded(["fixed"], "r2") == ["fixed"]
+    status = {i: store.get_incident(i).status for i in ("i1", "i3", "i4")}  # type: ignore[union-attr]
+    # Older version superseded; a newer version of it, and another object, still open.
+    assert status == {"i1": SUPERSEDED, "i3": OPEN, "i4": OPEN}
+    assert [i.incident_id for i in store.open_incidents(failure_class="corrupt_media")] in (
+        ["i3", "i4"], ["i4", "i3"],
+    )  # fmt: skip
+
+
 def test_a_crash_marks_unfinished_versions_failed_and_due_redrives_are_bounded(store) -> None:
     store.register([("a", _v("a")), ("b", _v("b")), ("c", _v("c"))], "t")
     store.claim(["a", "b"], "crashed")

@@ -181,6 +181,12 @@ def _job(item: Mapping[str, Any]) -> JobState:
     return JobState(**values)
 
 
+def _age_order(state: JobState) -> tuple[int, int]:
+    """Versions of one object in upload order (the SQLite store's): upload time, none
+    first, then registration."""
+    return (datetime_to_us(state.last_modified) or 0, datetime_to_us(state.registered_at) or 0)
+
+
 def _incident(item: Mapping[str, Any]) -> Incident:
     item = _plain(item)
     values = {c: item.get("failure_class" if c == "class" else c) for c in INCIDENT_COLUMNS}
@@ -577,6 +583,11 @@ class DynamoDbStateStore:
             for inc in self._incidents_of_version(pk):
                 if inc["status"] != RESOLVED:
                     self._set_incident_status(inc["incident_id"], RESOLVED)
+            # A good new version of the object replaces the broken older ones.
+            for older in self._older_versions(_job(moved)):
+                for inc in self._incidents_of_version(older):
+                    if inc["status"] == OPEN:
+                        self._set_incident_status(inc["incident_id"], SUPERSEDED)
             return pk
 
         return [pk for pk in self._map(one, list(dict.fromkeys(partition_keys))) if pk]
@@ -1165,30 +1176,31 @@ class DynamoDbStateStore:
                 break
         return out
 
-    def newest_versions_of(self, source: str, object_keys: Sequence[str]) -> dict[str, JobState]:
-        """The newest registered version of each object (a Query on ``by_object`` each)."""
+    def _versions_of(self, source: str, object_key: str) -> list[JobState]:
         from boto3.dynamodb.conditions import Key
 
+        items = self._query(
+            "versions",
+            IndexName="by_object",
+            KeyConditionExpression=Key("source_object").eq(f"{source}|{object_key}"),
+        )
+        return [_job(i) for i in items]
+
+    def _older_versions(self, state: JobState) -> list[str]:
+        """The partition keys of the versions of ``state``'s object registered before it."""
+        mine = _age_order(state)
+        return [
+            s.partition_key
+            for s in self._versions_of(state.source, state.object_key)
+            if s.partition_key != state.partition_key and _age_order(s) < mine
+        ]
+
+    def newest_versions_of(self, source: str, object_keys: Sequence[str]) -> dict[str, JobState]:
+        """The newest registered version of each object (a Query on ``by_object`` each)."""
+
         def one(key: str) -> tuple[str, JobState] | None:
-            items = list(
-                self._query(
-                    "versions",
-                    IndexName="by_object",
-                    KeyConditionExpression=Key("source_object").eq(f"{source}|{key}"),
-                )
-            )
-            if not items:
-                return None
-            states = [_job(i) for i in items]
-            never = 0
-
-            def order(s: JobState) -> tuple[int, int]:
-                return (
-                    datetime_to_us(s.last_modified) or never,
-                    datetime_to_us(s.registered_at) or never,
-                )
-
-            return key, max(states, key=order)
+            states = self._versions_of(source, key)
+            return (key, max(states, key=_age_order)) if states else None
 
         found = self._map(one, list(dict.fromkeys(object_keys)))
         return dict(r for r in found if r is not None)

@@ -184,7 +184,10 @@ class StateStore(Protocol):
         probe_seconds: Mapping[str, float] | None = None,
     ) -> list[str]: ...
 
-    def mark_succeeded(self, partition_keys: Sequence[str], run_id: str) -> list[str]: ...
+    def mark_succeeded(self, partition_keys: Sequence[str], run_id: str) -> list[str]:
+        """RUNNING → SUCCEEDED for the versions ``run_id`` holds (returned); resolves their
+        incidents and supersedes the open incidents of older versions of the same objects."""
+        ...
 
     def release(self, partition_keys: Sequence[str], run_id: str) -> list[str]: ...
 
@@ -655,7 +658,8 @@ class SqliteStateStore:
         return done
 
     def mark_succeeded(self, partition_keys: Sequence[str], run_id: str) -> list[str]:
-        """RUNNING → SUCCEEDED, only for versions this run holds; resolves their incidents."""
+        """RUNNING → SUCCEEDED, only for versions this run holds; resolves their incidents
+        and supersedes the open incidents of older versions of the same objects."""
         now = _us(utcnow())
         assert now is not None
         done = []
@@ -675,6 +679,18 @@ class SqliteStateStore:
                     con.execute(
                         "UPDATE incidents SET status = ? WHERE partition_key = ? AND status != ?",
                         [RESOLVED, pk, RESOLVED],
+                    )
+                    # A good new version of the object replaces the broken older ones: their
+                    # open incidents are over (a redrive of them could only fail).
+                    con.execute(
+                        "UPDATE incidents SET status = ? WHERE status = ? AND partition_key IN ("
+                        " SELECT o.partition_key FROM versions v JOIN versions o"
+                        " ON o.source = v.source AND o.object_key = v.object_key"
+                        " WHERE v.partition_key = ? AND o.partition_key != v.partition_key"
+                        # The order of _newer: upload time (none sorts first), then registration.
+                        " AND (coalesce(o.last_modified, -1), o.registered_at)"
+                        " < (coalesce(v.last_modified, -1), v.registered_at))",
+                        [SUPERSEDED, OPEN, pk],
                     )
             if done:
                 counters.bump(con, counters.FINISHED, len(done), {"status": SUCCEEDED})
