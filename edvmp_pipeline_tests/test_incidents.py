@@ -297,3 +297,61 @@ def test_incident_commands(library: Path, home: Path) -> None:
     # by the store-outage test in test_s3_faults.py).
     assert run_edvmp("redrive", env=env).returncode == 2
     assert run_edvmp("redrive", "inc-000000000000", env=env).returncode == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "what"),
+    [
+        (("incidents", "--class", "nosuch"), "unknown failure class 'nosuch'"),
+        (("incidents", "summary", "--class", "nosuch"), "unknown failure class 'nosuch'"),
+        (("incidents", "--class", ""), "empty failure class"),
+        (("incidents", "summary", "--open", "--class", ""), "empty failure class"),
+        (("redrive", "--class", "nosuch"), "unknown failure class 'nosuch'"),
+        (("redrive", "--class", ""), "empty failure class"),
+        (("redrive", "--class", "Corrupt_Media"), "unknown failure class 'Corrupt_Media'"),
+    ],
+)
+def test_an_unknown_or_empty_class_is_refused_listing_the_classes(
+    tmp_path: Path, args: tuple[str, ...], what: str
+) -> None:
+    """`--class nosuch` used to print `(0 rows)` (or `no open incident matches`), and an
+    empty `--class ''` filtered nothing: both are usage errors, refused before the catalog
+    is opened."""
+    from edvmp_pipeline.domain.failure_classes import CLASSES_BY_NAME
+
+    home = tmp_path / "home"
+    done = run_edvmp(*args, env={**os.environ, "EDVMP_HOME": str(home)}, timeout=60)
+    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
+    assert done.stdout == ""
+    known = ", ".join(sorted(CLASSES_BY_NAME))
+    assert done.stderr.splitlines() == [f"edvmp: error: --class: {what}; one of: {known}"]
+    assert not home.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("redrive", ""), "the incident id is empty (give an id such as inc-…)"),
+        (
+            ("redrive", "inc-000000000000", "--fingerprint", ""),
+            "--fingerprint is empty (give one that `edvmp incidents summary` shows)",
+        ),
+        (
+            ("redrive", "--fingerprint", ""),
+            "--fingerprint is empty (give one that `edvmp incidents summary` shows)",
+        ),
+        (
+            ("redrive", "inc-000000000000", "--class", "corrupt_media"),
+            "give one of: an incident id, --class CLASS, --fingerprint FP",
+        ),
+    ],
+)
+def test_redrive_refuses_an_empty_incident_id_or_fingerprint(
+    tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    """An empty selector used to be dropped silently (the other one then chose alone)."""
+    home = tmp_path / "home"
+    done = run_edvmp(*args, env={**os.environ, "EDVMP_HOME": str(home)}, timeout=60)
+    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
+    assert done.stderr.splitlines() == [f"edvmp: error: {message}"]
+    assert not home.exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import re
 import time
@@ -16,6 +17,7 @@ from edvmp_pipeline.domain.policy import (
     GROUP_CHECK_NAMES,
     GROUPING_THRESHOLD,
     MAX_ID_LENGTH,
+    MAX_POLICY_BYTES,
     MAX_RULES,
     CheckResult,
     PolicyError,
@@ -29,6 +31,7 @@ from edvmp_pipeline.domain.policy import (
     load_policy,
 )
 from edvmp_pipeline.services.compliance import evaluate_rows
+from edvmp_pipeline_tests.cli_support import run_edvmp
 
 
 def one_rule(body: str) -> str:
@@ -175,6 +178,124 @@ def test_binary_policy_file_is_a_policy_error(tmp_path: Path) -> None:
     path.write_bytes(b"rules:\n  - id: a\n\xff\xfe\x00\x89PNG")
     with pytest.raises(PolicyError, match=re.escape(f"policy file {path} is not UTF-8 text")):
         load_policy(path)
+
+
+def padded_policy(size: int) -> str:
+    """A valid (empty) policy of exactly ``size`` bytes: ``rules: []`` and a long comment."""
+    head = "rules: []\n#"
+    return head + "x" * (size - len(head))
+
+
+def test_a_policy_over_the_size_cap_is_refused_in_one_line(tmp_path: Path) -> None:
+    # The cap is far above a 5,000-rule policy written in the verbose style.
+    verbose = "".join(
+        f"  - id: {'r' * 58}{i:05d}\n    field: video_codec\n"
+        "    in: [h264, hevc, vp9, av1, prores, mpeg4, mpeg2video]\n    severity: error\n"
+        f"    description: {'Videos must use a codec the players support. ' * 2}\n"
+        for i in range(MAX_RULES)
+    )
+    assert len(("rules:\n" + verbose).encode()) * 2 < MAX_POLICY_BYTES
+    path = tmp_path / "big.yaml"
+    path.write_text(padded_policy(MAX_POLICY_BYTES))
+    assert path.stat().st_size == MAX_POLICY_BYTES
+    assert load_policy(path).rules == ()
+    path.write_text(padded_policy(MAX_POLICY_BYTES + 1))
+    with pytest.raises(PolicyError) as info:
+        load_policy(path)
+    assert str(info.value) == f"policy file {path} is over {MAX_POLICY_BYTES} bytes"
+    # YAML text given directly has the same cap (counted in UTF-8 bytes).
+    assert load_policy(padded_policy(MAX_POLICY_BYTES)).rules == ()
+    with pytest.raises(PolicyError) as info:
+        load_policy(padded_policy(MAX_POLICY_BYTES - 1) + "é")
+    assert str(info.value) == f"policy: the policy text is over {MAX_POLICY_BYTES} bytes"
+
+
+@pytest.mark.parametrize("kind", ["character device", "FIFO", "directory"])
+def test_a_policy_that_is_not_a_regular_file_is_refused_without_reading_it(
+    tmp_path: Path, kind: str
+) -> None:
+    """`edvmp check --policy /dev/zero` used to read until the kernel killed it, and a FIFO
+    blocks an open for reading until a writer comes. In a subprocess with a timeout, so a
+    regression fails the test instead of hanging it."""
+    if kind == "character device":
+        path = Path("/dev/zero")
+    elif kind == "FIFO":
+        path = tmp_path / "policy.yaml"
+        os.mkfifo(path)
+    else:
+        path = tmp_path / "policies.yaml"
+        path.mkdir()
+    env = {**os.environ, "EDVMP_HOME": str(tmp_path / "home")}
+    env.pop("EDVMP_POLICY", None)
+    t0 = time.monotonic()
+    done = run_edvmp("check", "--policy", str(path), env=env, timeout=60)
+    assert time.monotonic() - t0 < 30
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    assert done.stderr.splitlines() == [
+        f"edvmp: error: policy file {path} is a {kind}, not a regular file: a YAML policy is "
+        "expected"
+    ]
+    assert not (tmp_path / "home").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "version: 1\nversion: 1\nrules: []\n",
+            "duplicate key 'version' at line 2 (first at line 1)",
+        ),
+        ("rules: []\nrules: []\n", "duplicate key 'rules' at line 2 (first at line 1)"),
+        (
+            one_rule("id: r\nfield: width\nmin: 1\nseverity: warn\nmin: 2"),
+            "duplicate key 'min' at line 6 (first at line 4)",
+        ),
+        (
+            "rules:\n  - {id: r, field: width, max: 1, max: 2, severity: warn}\n",
+            "duplicate key 'max' at line 2 (first at line 2)",
+        ),
+        (
+            "rules:\n  - {id: a, field: width, max: 1, severity: warn}\n"
+            "  - id: b\n    field: height\n    id: c\n    max: 1\n    severity: warn\n",
+            "duplicate key 'id' at line 5 (first at line 3)",
+        ),
+    ],
+)
+def test_a_key_given_twice_is_refused_naming_it(tmp_path: Path, text: str, message: str) -> None:
+    """YAML keeps the last of two equal keys: a second `min:` silently replaced the first."""
+    with pytest.raises(PolicyError) as info:
+        load_policy(text)
+    assert str(info.value) == f"policy: not valid YAML: {message}"
+    path = tmp_path / "dup.yaml"
+    path.write_text(text)
+    with pytest.raises(PolicyError) as info:
+        load_policy(path)
+    assert str(info.value) == f"{path}: not valid YAML: {message}"
+
+
+def test_merge_keys_still_merge_and_an_explicit_key_overrides_the_merged_one() -> None:
+    text = (
+        "rules:\n"
+        "  - &base {id: a, field: width, max: 10, severity: warn}\n"
+        "  - <<: *base\n"
+        "    id: b\n"
+        "    severity: error\n"
+        "  - <<: [*base, {description: merged}]\n"
+        "    id: c\n"
+    )
+    a, b, c = load_policy(text).rules
+    assert (b.id, b.field, b.value, b.severity) == ("b", "width", 10, "error")
+    assert (c.id, c.severity, c.description) == ("c", "warn", "merged")
+    assert a.id == "a"
+
+
+def test_yaml_syntax_errors_are_one_line_naming_the_place() -> None:
+    with pytest.raises(PolicyError) as info:
+        load_policy("rules: [\n")
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith("policy: not valid YAML: while parsing a flow node")
+    assert message.endswith("at line 2, column 1")
 
 
 def test_default_policy_loads() -> None:

@@ -6,6 +6,19 @@ import argparse
 
 from edvmp_pipeline.catalog.opening import open_catalog
 from edvmp_pipeline.cli.output import _jsonable, json_text, render, terminal_safe
+from edvmp_pipeline.domain.errors import ConfigError
+from edvmp_pipeline.domain.failure_classes import CLASSES_BY_NAME, is_known_class
+
+
+def failure_class_filter(value: str | None) -> str | None:
+    """The ``--class`` filter of ``incidents`` and ``redrive``: None when not given, else a
+    known failure class; anything else (an empty string included, which would filter
+    nothing) is a :class:`ConfigError` listing the classes."""
+    if value is None or is_known_class(value):
+        return value
+    known = ", ".join(sorted(CLASSES_BY_NAME))
+    what = "empty failure class" if not value else f"unknown failure class {value!r}"
+    raise ConfigError(f"--class: {what}; one of: {known}")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -23,6 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the incidents (or their summary)."""
+    failure_class_filter(args.cls)
     catalog = open_catalog(create=False)
     if args.view == "summary":
         columns, rows = catalog.incident_summary(open_only=args.open, failure_class=args.cls)

@@ -21,10 +21,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Re-run and report; 0 when every redriven version succeeded, 1 otherwise."""
+    from edvmp_pipeline.cli.incidents_cmd import failure_class_filter
     from edvmp_pipeline.cli.output import terminal_safe
     from edvmp_pipeline.defs.in_process_runs import redrive_in_process
 
-    chosen = [x for x in (args.incident, args.cls, args.fingerprint) if x]
+    # Checked before anything is opened; an empty value would select nothing (or, passed
+    # on, everything), so it is refused like a wrong one.
+    if args.incident is not None and not args.incident.strip():
+        raise ConfigError("the incident id is empty (give an id such as inc-…)")
+    failure_class_filter(args.cls)
+    if args.fingerprint is not None and not args.fingerprint.strip():
+        raise ConfigError("--fingerprint is empty (give one that `edvmp incidents summary` shows)")
+    chosen = [x for x in (args.incident, args.cls, args.fingerprint) if x is not None]
     if len(chosen) != 1:
         raise ConfigError("give one of: an incident id, --class CLASS, --fingerprint FP")
     outcome = redrive_in_process(

@@ -57,6 +57,7 @@ import hashlib
 import math
 import os
 import re
+import stat
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -89,8 +90,49 @@ _CHECK_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 _NOT_IN_CHECK_NAME = re.compile(r"[^A-Za-z0-9_]")
 _RULE_KEYS = {"id", "field", "severity", "description", *CONDITIONS}
 _TOP_LEVEL_KEYS = {"version", "rules"}
+# The most bytes of policy YAML (a file or text) loading reads. A 5,000-rule (MAX_RULES)
+# policy written as in the module doc, with a description per rule, is about 0.7 MB; with
+# 64-character ids, a seven-item `in` list and a long description per rule about 1.3 MB.
+# 4 MiB is three times that, and stops a wrong path (/dev/zero, a video) being read without end.
+MAX_POLICY_BYTES = 4 * 1024 * 1024
+
 # libyaml when installed: the same safe loader (same types), several times faster.
-_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BASE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _SafeLoader(_BASE_LOADER):  # type: ignore[misc, valid-type]
+    """The safe loader, refusing a mapping that repeats a key (YAML would keep the last one
+    silently: a rule's second ``min:`` would quietly replace its first)."""
+
+    def flatten_mapping(self, node: Any) -> None:
+        # Every mapping passes here before it is built, and so does a mapping merged into
+        # another (<<), possibly first: check each node's own keys once, before the merge
+        # rewrites them (a key written next to << rightly overrides the merged one).
+        checked = self.__dict__.setdefault("_edvmp_checked", set())
+        if id(node) not in checked:
+            checked.add(id(node))
+            first_line: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == _MERGE_TAG:
+                    continue
+                key = self.construct_object(key_node, deep=False)
+                line = key_node.start_mark.line + 1
+                try:
+                    if key in first_line:
+                        raise yaml.constructor.ConstructorError(
+                            None,
+                            None,
+                            f"duplicate key {key!r} at line {line} "
+                            f"(first at line {first_line[key]})",
+                        )
+                except TypeError:
+                    continue  # unhashable: the base class refuses it with its own message
+                first_line[key] = line
+        super().flatten_mapping(node)
+
+
+_SAFE_LOADER = _SafeLoader
 
 
 def _field_kinds() -> dict[str, str]:
@@ -430,6 +472,62 @@ def _looks_like_path(text: str) -> bool:
     return text.endswith((".yaml", ".yml")) or os.path.isfile(text)
 
 
+def _file_kind(mode: int) -> str:
+    for test, kind in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def _read_policy_file(path: Path) -> str:
+    """The text of a policy file: a regular file of at most :data:`MAX_POLICY_BYTES` bytes
+    of UTF-8, else :class:`PolicyError`."""
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused just below).
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise PolicyError(f"policy file not found: {path}") from None
+    except OSError as exc:
+        raise PolicyError(f"policy file {path} could not be read: {exc}") from exc
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise PolicyError(
+            f"policy file {path} is {_file_kind(mode)}, not a regular file: a YAML policy is "
+            "expected"
+        )
+    with os.fdopen(fd, "rb") as fh:
+        try:
+            data = fh.read(MAX_POLICY_BYTES + 1)
+        except OSError as exc:
+            raise PolicyError(f"policy file {path} could not be read: {exc}") from exc
+    if len(data) > MAX_POLICY_BYTES:
+        raise PolicyError(f"policy file {path} is over {MAX_POLICY_BYTES} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PolicyError(
+            f"policy file {path} is not UTF-8 text (byte {exc.start}): a YAML policy is expected"
+        ) from None
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error on one line: what is wrong and where (PyYAML's text spans lines)."""
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return " ".join(str(exc).split())
+    what = "; ".join(" ".join(p.split()) for p in (exc.context, exc.problem) if p)
+    mark = exc.problem_mark or exc.context_mark
+    if mark is not None:
+        what += f" at line {mark.line + 1}, column {mark.column + 1}"
+    return what
+
+
 def load_policy(
     path_or_text: str | os.PathLike[str], *, max_rules: int | None = MAX_RULES
 ) -> Policy:
@@ -437,32 +535,30 @@ def load_policy(
 
     A :class:`pathlib.Path` (or a one-line string naming an existing file or ending in
     ``.yaml``/``.yml``) is read as a file; any other string is parsed as YAML text.
-    Raises :class:`PolicyError` for a missing file, bad YAML, any invalid rule or more than
-    ``max_rules`` rules (see :func:`parse_policy`).
+    Raises :class:`PolicyError` for a missing file, one that is not a regular file (a FIFO, a
+    device), more than :data:`MAX_POLICY_BYTES` bytes of file or text, bad YAML (a key
+    repeated in a mapping included), any invalid rule or more than ``max_rules`` rules (see
+    :func:`parse_policy`).
     """
     source: str | None = None
     if isinstance(path_or_text, os.PathLike) or _looks_like_path(str(path_or_text)):
         path = Path(path_or_text)
         source = str(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise PolicyError(f"policy file not found: {path}") from None
-        except OSError as exc:
-            raise PolicyError(f"policy file {path} could not be read: {exc}") from exc
-        except UnicodeDecodeError as exc:
-            raise PolicyError(
-                f"policy file {path} is not UTF-8 text (byte {exc.start}): a YAML policy is "
-                "expected"
-            ) from None
+        text = _read_policy_file(path)
     else:
         text = str(path_or_text)
+        # len() first: a text of more characters than the cap is over it in any encoding.
+        if (
+            len(text) > MAX_POLICY_BYTES
+            or len(text.encode("utf-8", "surrogatepass")) > MAX_POLICY_BYTES
+        ):
+            raise PolicyError(f"policy: the policy text is over {MAX_POLICY_BYTES} bytes")
     try:
         # bandit B506 waived: _SAFE_LOADER is a yaml.SafeLoader subclass
         data = yaml.load(text, Loader=_SAFE_LOADER)  # nosec B506
     except yaml.YAMLError as exc:
         where = source or "policy"
-        raise PolicyError(f"{where}: not valid YAML: {exc}") from exc
+        raise PolicyError(f"{where}: not valid YAML: {_yaml_problem(exc)}") from exc
     try:
         return parse_policy(data, source, max_rules=max_rules)
     except PolicyError as exc:
