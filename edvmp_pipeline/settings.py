@@ -10,8 +10,10 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from edvmp_pipeline.domain.errors import ConfigError
+from edvmp_pipeline.domain.source_uri import is_bucket_name
 
 # Versions per Dagster run for `edvmp ingest`: large enough that run start-up (~0.3 s
 # in-process) is noise next to probing, small enough that progress is visible in the UI.
@@ -168,14 +170,48 @@ def api_max_upload_bytes() -> int:
     )
 
 
+def s3_endpoint_url() -> str | None:
+    """``EDVMP_S3_ENDPOINT_URL`` (default none: AWS S3), an http(s) URL; a ConfigError for
+    anything else, before a client is built (boto3 would fail each request with a
+    ValueError)."""
+    value = (os.environ.get("EDVMP_S3_ENDPOINT_URL") or "").strip()
+    if not value:
+        return None
+    parts = urlsplit(value)
+    try:
+        parts.port  # noqa: B018 - a bad port raises here
+    except ValueError:
+        parts = parts._replace(netloc="")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"EDVMP_S3_ENDPOINT_URL={value!r} is not an http(s) URL with a host and an optional "
+            "port (e.g. http://127.0.0.1:8333)"
+        )
+    return value
+
+
 def uploads_bucket() -> str:
-    """``EDVMP_BUCKET`` (default ``uploads``): the bucket the object sensor watches."""
-    return os.environ.get("EDVMP_BUCKET") or "uploads"
+    """``EDVMP_BUCKET`` (default ``uploads``): the bucket the object sensor watches and
+    the API uploads into; a ConfigError when it is not a valid S3 bucket name."""
+    value = os.environ.get("EDVMP_BUCKET") or "uploads"
+    if not is_bucket_name(value):
+        raise ConfigError(
+            f"EDVMP_BUCKET={value!r} is not a valid S3 bucket name (3-63 characters: lower-case "
+            "letters, digits, dots and hyphens)"
+        )
+    return value
 
 
 def uploads_prefix() -> str:
-    """``EDVMP_PREFIX`` (default empty): the key prefix the object sensor watches."""
-    return os.environ.get("EDVMP_PREFIX", "")
+    """``EDVMP_PREFIX`` (default empty): the key prefix the object sensor watches and the
+    API uploads under; a ConfigError for a prefix no upload key could carry."""
+    value = os.environ.get("EDVMP_PREFIX", "")
+    if value.startswith("/") or "//" in value or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ConfigError(
+            f"EDVMP_PREFIX={value!r} must not start with '/' or contain '//' or control "
+            "characters (e.g. incoming/)"
+        )
+    return value
 
 
 def video_extensions_text() -> str | None:

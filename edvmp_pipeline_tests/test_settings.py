@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,51 @@ def test_ingest_with_a_nan_probe_timeout_exits_2_and_fails_nothing(
     # none is touched (at most registered, PENDING for the next ingest).
     _, rows = Catalog(home / "catalog").query("SELECT count(*) FROM jobs WHERE status != 'PENDING'")
     assert rows == [(0,)]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("EDVMP_S3_ENDPOINT_URL", "notaurl", "is not an http(s) URL"),
+        ("EDVMP_S3_ENDPOINT_URL", "ftp://127.0.0.1:21", "is not an http(s) URL"),
+        ("EDVMP_S3_ENDPOINT_URL", "http://127.0.0.1:99999", "is not an http(s) URL"),
+        ("EDVMP_BUCKET", "Bad_Bucket!", "is not a valid S3 bucket name"),
+        ("EDVMP_BUCKET", "ab", "is not a valid S3 bucket name"),
+        ("EDVMP_PREFIX", "/abs/", "must not start with '/'"),
+        ("EDVMP_PREFIX", "a//b/", "contain '//'"),
+        ("EDVMP_PREFIX", "in\ncoming/", "control characters"),
+    ],
+)
+def test_store_settings_are_refused_before_any_client_is_built(
+    name: str, value: str, message: str, tmp_path: Path
+) -> None:
+    """`edvmp serve` refused them only per request (a 500 for a bad endpoint, a 422 blaming
+    the client's filename for a bad prefix); the object sensor and `edvmp upload` read them
+    the same way."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EDVMP_", "DAGSTER_HOME"))}
+    env |= {"EDVMP_HOME": str(tmp_path / "home"), name: value}
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    done = run_edvmp("serve", "--dev", "--port", port, env=env, timeout=60)
+    assert done.returncode == 2, done.stdout + done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"edvmp: error: {name}=") and message in line, line
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"\0" * 16)
+    done = run_edvmp("upload", str(clip), env=env, timeout=60)
+    assert done.returncode == 2 and message in done.stderr, done.stdout + done.stderr
+
+
+def test_good_store_settings_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    from edvmp_pipeline.settings import s3_endpoint_url, uploads_bucket, uploads_prefix
+
+    monkeypatch.setenv("EDVMP_S3_ENDPOINT_URL", "http://127.0.0.1:8333")
+    monkeypatch.setenv("EDVMP_BUCKET", "media.uploads-1")
+    monkeypatch.setenv("EDVMP_PREFIX", "incoming/2026/")
+    assert (s3_endpoint_url(), uploads_bucket(), uploads_prefix()) == (
+        "http://127.0.0.1:8333", "media.uploads-1", "incoming/2026/",
+    )  # fmt: skip
+    monkeypatch.delenv("EDVMP_S3_ENDPOINT_URL")
+    monkeypatch.delenv("EDVMP_BUCKET")
+    assert (s3_endpoint_url(), uploads_bucket()) == (None, "uploads")

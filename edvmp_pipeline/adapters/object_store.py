@@ -39,6 +39,7 @@ from edvmp_pipeline.domain.object_keys import escaped_key_bytes, folder_object_k
 from edvmp_pipeline.domain.partition_keys import normalise_etag
 from edvmp_pipeline.domain.records import ObjectVersion
 from edvmp_pipeline.domain.source_uri import SourceSpec
+from edvmp_pipeline.settings import s3_endpoint_url
 
 LEADING_BYTES = 64
 
@@ -654,6 +655,6 @@ def open_range_reader(target: str, *, timeout_s: float = 15.0) -> RangeReader:
 def object_store_from_env() -> ObjectStoreResource:
     """The object store named by ``EDVMP_S3_ENDPOINT_URL`` and ``AWS_DEFAULT_REGION``."""
     return ObjectStoreResource(
-        endpoint_url=os.environ.get("EDVMP_S3_ENDPOINT_URL") or None,
+        endpoint_url=s3_endpoint_url(),
         region=os.environ.get("AWS_DEFAULT_REGION") or None,
     )

@@ -45,6 +45,7 @@ from edvmp_pipeline.catalog.parquet_files import (
     write_atomically,
 )
 from edvmp_pipeline.domain.errors import AccessDenied, ConfigError, StoreUnreachable
+from edvmp_pipeline.settings import s3_endpoint_url
 
 LEASE_S = 600.0
 LEASE_NAME = "_compaction.lease"
@@ -331,7 +332,7 @@ def s3_lake(url: str) -> S3Lake:
     from pyarrow import fs
 
     location = S3Location.parse(url)
-    endpoint = os.environ.get("EDVMP_S3_ENDPOINT_URL") or None
+    endpoint = s3_endpoint_url()
     region = os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     config = Config(
         connect_timeout=5,

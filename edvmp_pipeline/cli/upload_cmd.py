@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from edvmp_pipeline.domain.errors import ConfigError
+from edvmp_pipeline.settings import s3_endpoint_url, uploads_bucket, uploads_prefix
 
 DEFAULT_EXPIRY_S = 3600
 
@@ -53,7 +54,7 @@ def _warn_if_sensor_skips(key: str) -> None:
     """Say so when the object sensor would never pick the key up (no job would appear)."""
     from edvmp_pipeline.domain.video_filter import parse_extensions, skip_reason
 
-    prefix = os.environ.get("EDVMP_PREFIX", "")
+    prefix = uploads_prefix()
     if prefix and not key.startswith(prefix):
         print(
             f"edvmp: warning: key {key!r} is outside EDVMP_PREFIX={prefix!r}; "
@@ -130,8 +131,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"cannot read {path}: permission denied")
     # Before any client is built: a refused key must not depend on the endpoint being up.
     key = validate_object_key(args.key if args.key is not None else path.name)
-    bucket = os.environ.get("EDVMP_BUCKET") or "uploads"
-    endpoint = os.environ.get("EDVMP_S3_ENDPOINT_URL") or None
+    bucket = uploads_bucket()
+    endpoint = s3_endpoint_url()
+    uploads_prefix()  # a bad prefix is refused before anything is sent
     region = os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     # SigV4 explicitly: some botocore versions still presign with SigV2 by default, which
     # newer servers refuse. One quick attempt: a dead endpoint should fail in a second.

@@ -12,6 +12,11 @@ from edvmp_pipeline.domain.errors import ConfigError
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
+def is_bucket_name(name: str) -> bool:
+    """Whether ``name`` follows S3's bucket naming rules."""
+    return bool(_BUCKET.match(name))
+
+
 @dataclass(frozen=True)
 class SourceSpec:
     """Where objects come from. ``source`` is the catalog's ``source`` column value."""
@@ -31,7 +36,7 @@ def parse_source(text: str) -> SourceSpec:
     if text.startswith("s3://"):
         rest = text[len("s3://") :]
         bucket, _, prefix = rest.partition("/")
-        if not _BUCKET.match(bucket):
+        if not is_bucket_name(bucket):
             raise ConfigError(f"invalid bucket name {bucket!r} in {text!r}")
         return SourceSpec(kind="s3", source=f"s3://{bucket}", bucket=bucket, prefix=prefix)
     if "://" in text:

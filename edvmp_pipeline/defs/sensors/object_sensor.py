@@ -35,7 +35,7 @@ from edvmp_pipeline.defs.sensors.run_requests import (
 from edvmp_pipeline.domain.partition_keys import normalise_etag
 from edvmp_pipeline.domain.records import ObjectVersion
 from edvmp_pipeline.domain.video_filter import parse_extensions, skip_reason
-from edvmp_pipeline.settings import env_int
+from edvmp_pipeline.settings import env_int, uploads_bucket, uploads_prefix
 
 SENSOR_NAME = "s3_object_sensor"
 # Keys per listing page: S3's maximum, so a tick's listing costs as few requests as possible.
@@ -78,8 +78,8 @@ class SensorSettings:
     @classmethod
     def from_env(cls) -> SensorSettings:
         return cls(
-            bucket=os.environ.get("EDVMP_BUCKET") or "uploads",
-            prefix=os.environ.get("EDVMP_PREFIX", ""),
+            bucket=uploads_bucket(),
+            prefix=uploads_prefix(),
             max_pages=env_int("EDVMP_SENSOR_MAX_PAGES", 20),
             max_runs=env_int("EDVMP_SENSOR_MAX_RUNS", 200),
             extensions=parse_extensions(os.environ.get("EDVMP_VIDEO_EXTENSIONS")),
