@@ -264,3 +264,25 @@ def test_cli_prints_a_plan_as_lines(catalogued: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert len(done.stdout.splitlines()) > 5 and "\\n" not in done.stdout
     assert "Total Time" in done.stdout
+
+
+def test_a_runaway_query_is_stopped_at_the_time_limit(catalogued: Path, catalog: Catalog) -> None:
+    """One SQL line can keep every core busy for hours: it is interrupted, in one line."""
+    sql = "SELECT range FROM range(1000000000000) ORDER BY random() LIMIT 1"
+    env = {**_env(catalogued), "EDVMP_QUERY_TIMEOUT_S": "1"}
+    done = run_edvmp("query", sql, env=env, timeout=60)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip() == (
+        "edvmp: error: query stopped after 1 s (EDVMP_QUERY_TIMEOUT_S): narrow it, or raise "
+        "the limit"
+    )
+    # The limit stops nothing that finishes in time.
+    assert catalog.read_only_query("SELECT count(*) FROM videos", timeout_s=30)[1] == [(5,)]
+
+
+def test_a_refusal_is_quoted_whole_on_one_line(catalogued: Path) -> None:
+    done = run_edvmp("query", "SELECT * FROM sqlite_scan('/etc/passwd', 'x')", env=_env(catalogued))
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    # DuckDB's message runs over lines; the first alone stopped mid-sentence.
+    assert "sqlite_scanner" in line and "disabled by configuration" in line, line

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import fields
@@ -300,13 +301,17 @@ class Catalog:
 
         return retry_on_vanished_file(run)
 
-    def read_only_query(self, sql: str) -> tuple[list[str], list[tuple]]:
+    def read_only_query(
+        self, sql: str, *, timeout_s: float | None = None
+    ) -> tuple[list[str], list[tuple]]:
         """Run a person's SQL (``edvmp query``) on the views, unable to change or read
         anything else; returns (column names, rows).
 
         Raises ``ConfigError`` for anything but one SELECT or EXPLAIN
         [ANALYZE] of one, and ``duckdb.PermissionException`` when the statement reaches for a
-        file or URL outside the catalog's result tables.
+        file or URL outside the catalog's result tables. With ``timeout_s`` the statement is
+        interrupted after that long (``duckdb.InterruptException``): one SQL line can keep
+        every core busy for hours.
         """
         require_read_only(sql)
         # Only the result tables' folders: the views read nothing else from disk (the state
@@ -319,10 +324,18 @@ class Catalog:
                 con = self.connect(sql)
                 try:
                     _lock_down(con, readable, Path(spill))
-                    cur = con.execute(sql)
-                    if cur.description is None:
-                        return [], []
-                    return [d[0] for d in cur.description], cur.fetchall()
+                    timer = threading.Timer(timeout_s, con.interrupt) if timeout_s else None
+                    if timer is not None:
+                        timer.daemon = True
+                        timer.start()
+                    try:
+                        cur = con.execute(sql)
+                        if cur.description is None:
+                            return [], []
+                        return [d[0] for d in cur.description], cur.fetchall()
+                    finally:
+                        if timer is not None:
+                            timer.cancel()
                 finally:
                     con.close()
 

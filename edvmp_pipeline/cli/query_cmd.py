@@ -9,6 +9,7 @@ import duckdb
 from edvmp_pipeline.catalog.opening import open_catalog
 from edvmp_pipeline.cli.output import render, terminal_safe
 from edvmp_pipeline.domain.errors import ConfigError
+from edvmp_pipeline.settings import env_float
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -27,20 +28,33 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _one_line(exc: BaseException, limit: int = 400) -> str:
+    """DuckDB's message on one line: its lines joined (the first alone may stop
+    mid-sentence), cut at ``limit`` characters."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the statement read-only (see ``Catalog.read_only_query``) and print the rows."""
+    timeout_s = env_float("EDVMP_QUERY_TIMEOUT_S", 300.0)
     catalog = open_catalog(create=False)
     try:
-        columns, rows = catalog.read_only_query(args.sql)
+        columns, rows = catalog.read_only_query(args.sql, timeout_s=timeout_s)
+    except duckdb.InterruptException:
+        raise ConfigError(
+            f"query stopped after {timeout_s:g} s (EDVMP_QUERY_TIMEOUT_S): narrow it, or raise "
+            "the limit"
+        ) from None
     except duckdb.PermissionException as exc:
         # The sandbox refused a file or URL: say so, not just "query failed".
-        detail = str(exc).splitlines()[0].removeprefix("Permission Error: ")
+        detail = _one_line(exc).removeprefix("Permission Error: ")
         raise ConfigError(
             terminal_safe(f"edvmp query reads only the catalog's tables: refused: {detail}")
         ) from None
     except duckdb.Error as exc:
         # The message quotes the user's SQL, which may hold control characters.
-        raise ConfigError(terminal_safe(f"query failed: {str(exc).splitlines()[0]}")) from None
+        raise ConfigError(terminal_safe(f"query failed: {_one_line(exc)}")) from None
     if not columns:
         raise ConfigError("query returned no result set (only SELECT-like statements)")
     if args.format == "table" and columns == ["explain_key", "explain_value"]:
