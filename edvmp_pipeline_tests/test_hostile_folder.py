@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from edvmp_pipeline.adapters.content_hash import ContentHashCache
+from edvmp_pipeline.adapters.content_hash import ContentHashCache, hash_file
 from edvmp_pipeline.adapters.object_store import (
     SKIP_KEY_COLLISION,
     UNREADABLE_ETAG_PREFIX,
@@ -383,3 +383,18 @@ def test_probe_target_of_a_file_without_read_permission(tmp_path: Path) -> None:
             ObjectStoreResource().probe_target(_version(tmp_path, "clip.mp4", 5))
     finally:
         clip.chmod(0o644)
+
+
+def test_hashing_reads_the_listed_size_and_no_more(tmp_path: Path) -> None:
+    """A pseudo-file that reports 0 bytes but streams (/proc) cannot keep the listing
+    reading: `edvmp ingest /proc/self` used to hang."""
+    import hashlib
+
+    empty = hashlib.blake2b(b"", digest_size=16).hexdigest()
+    status = Path("/proc/self/status")
+    if status.is_file() and status.stat().st_size == 0:
+        assert status.read_bytes()  # it does stream content
+        assert hash_file(status) == empty
+    clip = tmp_path / "clip.bin"
+    clip.write_bytes(b"x" * 3_000_000)
+    assert hash_file(clip) == hashlib.blake2b(b"x" * 3_000_000, digest_size=16).hexdigest()

@@ -34,9 +34,14 @@ def hash_file(path: Path) -> str:
     with os.fdopen(fd, "rb") as handle:
         if not S_ISREG(os.fstat(fd).st_mode):
             raise NotRegularFile(f"not a regular file: {os.fsdecode(path)!r}")
+        # The size listed is the object's size: read that much and no more, so a file that
+        # keeps growing (a log, a pseudo-file of /proc that reports 0 bytes but streams)
+        # cannot keep the ingest reading.
+        left = os.fstat(fd).st_size
         digest = hashlib.blake2b(digest_size=16)
-        while chunk := handle.read(_CHUNK):
+        while left > 0 and (chunk := handle.read(min(_CHUNK, left))):
             digest.update(chunk)
+            left -= len(chunk)
     return digest.hexdigest()
 
 
