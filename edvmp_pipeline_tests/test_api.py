@@ -2,10 +2,13 @@
 (SeaweedFS) and ``dagster dev`` (webserver + daemon running the object sensor). A client logs
 in, asks for an upload, PUTs the bytes to the presigned URL, polls the job and reads its
 result and history, exactly as a partner tool would; plus auth failures, expired and forged
-tokens, refused input, the signed size and type, and schemathesis over the OpenAPI schema."""
+tokens, refused input (wrong JSON types, bodies over the size limit), the signed size and
+type, and schemathesis over the OpenAPI schema. What a real server cannot be made to send (a
+malformed Content-Length, an endless body) is driven into the app in-process."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -21,9 +24,13 @@ import schemathesis
 from botocore.client import BaseClient
 from hypothesis import HealthCheck, given, settings
 
-from edvmp_pipeline.api.auth import hash_password
+from edvmp_pipeline.api.app import ApiConfig, create_app
+from edvmp_pipeline.api.auth import Authenticator, User, hash_password
+from edvmp_pipeline.api.body_limit import MAX_BODY_BYTES
+from edvmp_pipeline.catalog.store import Catalog
 from edvmp_pipeline.devtools.sample_media import generate_samples
 from edvmp_pipeline.devtools.stack import StackSettings
+from edvmp_pipeline.services.api_jobs import UploadSettings
 from edvmp_pipeline_tests.dagster_dev import (
     DagsterDev,
     free_port,
@@ -264,6 +271,221 @@ def test_bad_job_requests_are_4xx_with_a_detail(
     response = create(server, body)
     assert response.status_code == status, response.text
     assert needle in response.json()["detail"]
+
+
+@pytest.mark.parametrize("size", [True, False, "12", 12.5, 12.0, [12], {"n": 12}])
+def test_json_types_are_not_coerced(server: Server, size: object) -> None:
+    # Lax pydantic took true as the size 1 (a presigned PUT of one byte) and "12" as 12.
+    response = create(server, {"filename": "a.mp4", "size_bytes": size})
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert detail.startswith("size_bytes: ") and "\n" not in detail, detail
+
+
+def test_a_proper_size_is_still_signed(server: Server) -> None:
+    response = create(server, {"filename": "a.mp4", "size_bytes": 12})
+    assert response.status_code == 201, response.text
+    assert response.json()["upload_headers"]["Content-Length"] == "12"
+    # null, as many clients send an optional field, means no size, as leaving it out does.
+    response = create(server, {"filename": "a.mp4", "size_bytes": None})
+    assert response.status_code == 201, response.text
+    assert "Content-Length" not in response.json()["upload_headers"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"filename": 12}, "filename"),
+        ({"filename": "a.mp4", "content_type": 1}, "content_type"),
+        ({"filename": ["a.mp4"]}, "filename"),
+    ],
+)
+def test_job_strings_must_be_strings(server: Server, body: dict, field: str) -> None:
+    response = create(server, body)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"].startswith(f"{field}: ")
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"username": 1, "password": PASSWORDS["alice"]}, "username"),
+        ({"username": "alice", "password": True}, "password"),
+        ({"username": "alice", "password": None}, "password"),
+    ],
+)
+def test_login_fields_must_be_strings(server: Server, body: dict, field: str) -> None:
+    response = httpx.post(f"{server.url}/auth/login", json=body)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"].startswith(f"{field}: ")
+
+
+# -- the body size limit ---------------------------------------------------------------------
+
+TOO_LARGE = {"detail": f"request body over {MAX_BODY_BYTES} bytes"}
+
+
+def just_over(prefix: bytes = b"{") -> bytes:
+    """A JSON-looking body one byte over the limit (its content never matters)."""
+    return prefix + b" " * (MAX_BODY_BYTES + 1 - len(prefix))
+
+
+@pytest.mark.parametrize(
+    ("path", "auth", "body"),
+    [
+        ("/auth/login", False, just_over()),  # no token needed: the original 1 GB hole
+        ("/jobs", True, just_over()),
+        ("/jobs", False, just_over()),  # 413, not 401: refused before auth is checked
+        ("/jobs", True, just_over(b"{not json")),  # 413, not 422: before JSON is parsed
+        ("/jobs", True, b" " * (20 * 1024 * 1024)),  # the 20 MB body once read in full
+    ],
+)
+def test_a_body_over_the_limit_is_413_before_auth_or_parsing(
+    server: Server, path: str, auth: bool, body: bytes
+) -> None:
+    headers = {"Content-Type": "application/json", **(server.headers() if auth else {})}
+    response = httpx.post(f"{server.url}{path}", content=body, headers=headers, timeout=30)
+    assert response.status_code == 413, response.text
+    assert response.json() == TOO_LARGE
+    assert response.text.count("\n") == 0
+
+
+def test_a_chunked_body_over_the_limit_is_413(server: Server) -> None:
+    def chunks() -> Iterator[bytes]:  # no Content-Length: httpx sends it chunked
+        yield b'{"filename": "a.mp4", "content_type": "'
+        for _ in range(8):
+            yield b"x" * (MAX_BODY_BYTES // 4)
+        yield b'"}'
+
+    for path, headers in (("/jobs", server.headers()), ("/auth/login", {})):
+        response = httpx.post(
+            f"{server.url}{path}",
+            content=chunks(),
+            headers={**headers, "Content-Type": "application/json"},
+        )
+        assert response.status_code == 413, (path, response.text)
+        assert response.json() == TOO_LARGE
+
+
+def test_bodies_under_the_limit_still_work(server: Server) -> None:
+    login = {"username": "alice", "password": PASSWORDS["alice"]}
+
+    def chunked_login() -> Iterator[bytes]:
+        yield b'{"username": "alice", '
+        yield f'"password": "{PASSWORDS["alice"]}"}}'.encode()
+
+    response = httpx.post(
+        f"{server.url}/auth/login",
+        content=chunked_login(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["token_type"] == "bearer"
+    assert httpx.post(f"{server.url}/auth/login", json=login).status_code == 200
+    assert create(server, {"filename": "small.mp4"}).status_code == 201
+    # Exactly at the limit is let through, to the model's own length check (422, not 413).
+    padded = b'{"username": "alice", "password": "' + b"p" * MAX_BODY_BYTES
+    padded = padded[: MAX_BODY_BYTES - 2] + b'"}'
+    response = httpx.post(
+        f"{server.url}/auth/login", content=padded, headers={"Content-Type": "application/json"}
+    )
+    assert len(padded) == MAX_BODY_BYTES
+    assert response.status_code == 422 and "password" in response.json()["detail"]
+
+
+def in_process_app(tmp_path: Path) -> object:
+    """The real app over a scratch catalog, for requests no HTTP server lets through."""
+
+    def no_s3() -> object:
+        raise AssertionError("a refused request must not reach S3")
+
+    users = {"alice": User("alice", hash_password(PASSWORDS["alice"]))}
+    return create_app(
+        ApiConfig(
+            catalog=Catalog(tmp_path / "catalog").ensure(),
+            authenticator=Authenticator(users, SECRET, 3600),
+            uploads=UploadSettings(
+                bucket="uploads",
+                prefix="",
+                extensions=frozenset({".mp4"}),
+                url_expiry_s=900,
+                max_upload_bytes=MAX_UPLOAD,
+            ),
+            s3_client=no_s3,
+        )
+    )
+
+
+def call_app(
+    app: object, headers: list[tuple[bytes, bytes]], chunk: bytes, chunks: int | None
+) -> tuple[list[dict], int]:
+    """Drive one ``POST /auth/login`` through the ASGI app: ``chunks`` body chunks of
+    ``chunk`` (``None``: without end). Returns the messages sent and the chunks read."""
+    sent: list[dict] = []
+    read = 0
+
+    async def receive() -> dict:
+        nonlocal read
+        read += 1
+        more = chunks is None or read < chunks
+        return {"type": "http.request", "body": chunk, "more_body": more}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/auth/login",
+        "raw_path": b"/auth/login",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json"), *headers],
+        "client": ("127.0.0.1", 1234),
+        "server": ("127.0.0.1", 80),
+    }
+    asyncio.run(app(scope, receive, send))  # type: ignore[operator]
+    return sent, read
+
+
+def answer(sent: list[dict]) -> tuple[int, dict[bytes, bytes], bytes]:
+    start, *bodies = sent
+    assert start["type"] == "http.response.start"
+    return start["status"], dict(start["headers"]), b"".join(m.get("body", b"") for m in bodies)
+
+
+def test_an_endless_chunked_body_is_read_only_up_to_the_limit(tmp_path: Path) -> None:
+    app = in_process_app(tmp_path)
+    chunk = b" " * 4096
+    sent, read = call_app(app, [(b"transfer-encoding", b"chunked")], chunk, None)
+    status, headers, body = answer(sent)
+    assert status == 413 and headers[b"connection"] == b"close"
+    assert httpx.Response(413, content=body).json() == TOO_LARGE
+    assert read == MAX_BODY_BYTES // len(chunk) + 1, "stops at the chunk that crosses the limit"
+
+
+@pytest.mark.parametrize(
+    "values",
+    [[b"12abc"], [b"-1"], [b"+5"], [b"1_000"], [b""], [b"0x10"], [b"10", b"20"]],
+)
+def test_a_malformed_content_length_is_400(tmp_path: Path, values: list[bytes]) -> None:
+    headers = [(b"content-length", v) for v in values]
+    sent, read = call_app(in_process_app(tmp_path), headers, b"{}", 1)
+    status, _, body = answer(sent)
+    assert status == 400 and read == 0
+    assert "Content-Length" in httpx.Response(400, content=body).json()["detail"]
+
+
+def test_a_declared_length_over_the_limit_is_413_unread(tmp_path: Path) -> None:
+    for declared in (MAX_BODY_BYTES + 1, 10**40):
+        headers = [(b"content-length", str(declared).encode())]
+        sent, read = call_app(in_process_app(tmp_path), headers, b"{}", 1)
+        status, _, body = answer(sent)
+        assert (status, read) == (413, 0)
+        assert httpx.Response(413, content=body).json() == TOO_LARGE
 
 
 def test_bad_queries_and_unknown_jobs(server: Server) -> None:

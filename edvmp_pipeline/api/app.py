@@ -2,7 +2,9 @@
 
 Routes and field names are the API's contract (see the README). Everything but ``/healthz``
 and ``/metrics`` needs a bearer token from ``POST /auth/login``. Bad input is a 4xx with a
-JSON ``detail``; a backend that cannot be reached (state store, S3 signing) is a 503 with
+JSON ``detail``: a body over 64 KiB is a 413 before anything reads it (``body_limit``), a
+field of the wrong JSON type a 422 (the request models are strict: ``true`` or ``"12"`` is
+not a size); a backend that cannot be reached (state store, S3 signing) is a 503 with
 the reason, never a 500 with a trace. The API reads the state store and the catalog and
 presigns uploads; processing stays with the object sensor and its runs.
 """
@@ -19,9 +21,10 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from edvmp_pipeline.api.auth import Authenticator, Principal, Unauthorized
+from edvmp_pipeline.api.body_limit import MAX_BODY_BYTES, BodyLimitMiddleware
 from edvmp_pipeline.api.metrics import install_metrics
 from edvmp_pipeline.catalog.store import Catalog
 from edvmp_pipeline.domain.errors import ConfigError, PipelineError
@@ -44,12 +47,18 @@ class ApiConfig:
     s3_client: Callable[[], Any]
 
 
+# Request models are strict (``ConfigDict(strict=True)`` and Strict* fields): pydantic's lax
+# mode would take ``true`` as the size 1 and ``"12"`` as 12, and a client that sends the wrong
+# type has a bug it should hear about (a 422 naming the field), not a presigned URL for a
+# size it never meant.
+
+
 class LoginRequest(BaseModel):
     """``POST /auth/login`` body."""
 
-    model_config = ConfigDict(extra="forbid")
-    username: str = Field(min_length=1, max_length=64)
-    password: str = Field(min_length=1, max_length=1024)
+    model_config = ConfigDict(extra="forbid", strict=True)
+    username: StrictStr = Field(min_length=1, max_length=64)
+    password: StrictStr = Field(min_length=1, max_length=1024)
 
 
 class TokenResponse(BaseModel):
@@ -62,10 +71,11 @@ class CreateJobRequest(BaseModel):
     """``POST /jobs`` body: the file to upload (``size_bytes`` optional: when given, the
     upload URL accepts exactly that many bytes)."""
 
-    model_config = ConfigDict(extra="forbid")
-    filename: str = Field(min_length=1, max_length=255)
-    content_type: str | None = Field(default=None, max_length=255)
-    size_bytes: int | None = Field(default=None, ge=1)
+    model_config = ConfigDict(extra="forbid", strict=True)
+    filename: StrictStr = Field(min_length=1, max_length=255)
+    content_type: StrictStr | None = Field(default=None, max_length=255)
+    # Optional: left out or null means no size (the upload URL then takes any length).
+    size_bytes: StrictInt | None = Field(default=None, ge=1)
 
 
 class CreateJobResponse(BaseModel):
@@ -141,6 +151,10 @@ def create_app(config: ApiConfig) -> FastAPI:
     )
     app.state.config = config
     catalog = config.catalog
+    # Added before install_metrics, so it runs inside the metrics middleware: refused bodies
+    # are counted like any other answer (413, under route "unmatched" when the Content-Length
+    # refused them before routing).
+    app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
 
     def job_or_404(job_id: str, principal: Principal) -> Any:
         job = api_jobs.find_job(catalog, job_id, owner=principal.owner_filter)
