@@ -43,7 +43,6 @@ from edvmp_pipeline.catalog.state_store import (
 )
 from edvmp_pipeline.catalog.store import Catalog
 from edvmp_pipeline.catalog.upload_jobs import UploadJob
-from edvmp_pipeline.domain.errors import ConfigError
 from edvmp_pipeline.domain.object_keys import InvalidObjectKey, validate_object_key
 from edvmp_pipeline.domain.video_filter import skip_reason
 from edvmp_pipeline.services.uploads import (
@@ -62,8 +61,16 @@ _JOB_ID = re.compile(r"[0-9a-f]{32}")
 _ACCEPTED_TYPE = re.compile(r"(video/[\w.+-]+|application/octet-stream)(\s*;.*)?", re.IGNORECASE)
 
 
-class JobRefused(ConfigError):
-    """A request the API refuses as it stands (a 4xx, with this one-line reason)."""
+class JobRefused(Exception):
+    """A request the API refuses as it stands (a 4xx, with this one-line reason).
+
+    Not a :class:`PipelineError`: a refused request never becomes a run, so it has no
+    failure class and the incident classifier never sees it.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class NotReady(Exception):
