@@ -278,11 +278,24 @@ def test_absurd_dimensions(width: int | None, height: int | None) -> None:
 
 
 def test_missing_codec() -> None:
-    stream = video_stream(codec_tag_string="xyz1")
+    # No codec and no four-character code to name one: the stream header is damaged.
+    stream = video_stream(codec_tag_string="[0][0][0][0]")
     del stream["codec_name"]
     error = reject(probe_doc(stream))
     assert error.error_class == "corrupt_media"
-    assert error.reason == "corrupt video stream: ffprobe identified no codec (codec tag xyz1)"
+    assert error.reason == (
+        "corrupt video stream: ffprobe identified no codec (codec tag [0][0][0][0])"
+    )
+
+
+def test_unknown_fourcc_is_unsupported_not_corrupt() -> None:
+    # A real codec tag ffprobe cannot decode (ProRes RAW): the file is fine, the codec is not
+    # one this ffprobe knows; "corrupt" would send the uploader to re-upload the same bytes.
+    stream = video_stream(codec_tag_string="aprn")
+    del stream["codec_name"]
+    error = reject(probe_doc(stream))
+    assert error.error_class == "unsupported_media"
+    assert error.reason == "unsupported video codec: ffprobe does not know codec tag 'aprn'"
 
 
 def test_truncation_threshold() -> None:

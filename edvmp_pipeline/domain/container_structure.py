@@ -5,7 +5,9 @@ object, ``b""`` past it) and the object's size; nothing here opens files or sock
 
 ffprobe reads the header and index and stops, so a file cut after its index probes "fine":
 a faststart MP4 (moov before mdat) cut to 97 % and a Matroska/WebM cut to 50 % report their
-full duration. Both containers say how long they are without decoding anything:
+full duration, and so does an FLV (ffprobe takes its duration from the metadata); a cut
+AVI probes as a shorter clip. These containers say how long they are without decoding
+anything:
 
 * ISO-BMFF (MP4/MOV): top-level boxes follow each other to the end of the file, each with a
   32-bit size, or ``1`` and a 64-bit ``largesize`` after the type, or ``0`` for "to the end
@@ -13,6 +15,14 @@ full duration. Both containers say how long they are without decoding anything:
 * EBML (Matroska/WebM): the EBML header is followed by the Segment, whose size (a VINT) is
   written when the muxer finishes. A Segment of unknown size (all value bits 1) is legal, for
   live streams and non-seekable output, and says nothing about truncation.
+* RIFF (AVI): the file is one ``RIFF`` chunk (an OpenDML AVI over 1 GB adds ``RIFF AVIX``
+  chunks after it), each with a 32-bit little-endian size. ffprobe rebuilds a cut AVI's
+  index by scanning and reports what is left as a shorter, "good" clip. A size of 0 or
+  ``0xFFFFFFFF`` is a writer that never went back to fill it in, and proves nothing.
+* FLV: the header has no size, but the ``onMetaData`` script tag that opens the body
+  carries ``filesize`` (and ``duration``, which ffprobe reports as the clip's duration
+  however much of the file is left). ffmpeg and most writers fill it in when they finish;
+  0 (non-seekable output) proves nothing.
 
 Walks are bounded (:data:`MAX_TOP_LEVEL`, one read of a few bytes per element): a normal
 file has fewer than ten top-level elements; a fragmented MP4 with more is not judged here.
@@ -22,6 +32,7 @@ make new versions) and unparseable headers end a walk without a verdict.
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,9 +45,39 @@ MAX_TOP_LEVEL = 64
 MP4_HEADER = 16  # size, type, and the largesize that follows when size == 1
 EBML_HEADER = 12  # up to 4 bytes of element ID and 8 of size
 
+RIFF_MAGIC = b"RIFF"
+RIFF_HEADER = 12  # "RIFF", 32-bit little-endian size, form type ("AVI ", "AVIX")
+RIFF_SIZE_UNKNOWN = frozenset({0, 0xFFFFFFFF})
+
+FLV_MAGIC = b"FLV"
+FLV_HEADER = 9
+FLV_TAG_HEADER = 11
+FLV_SCRIPT_TAG = 18
+# Bytes of the onMetaData tag searched for "filesize": one range read (the object store's
+# reader answers at most 4 KiB a read); ffmpeg's onMetaData is about 300 bytes.
+FLV_SCRIPT_BYTES = 4096
+# The metadata is a writer's claim, not the container's structure: a stream dump can carry
+# the server's onMetaData for a file laid out a little differently. Only a shortfall of
+# more than 1 % of the declared size is a cut.
+FLV_FILESIZE_SLACK = 0.01
+# AMF0 key "filesize" (16-bit length, name) followed by the number marker 0x00 and a
+# big-endian IEEE double.
+_FLV_FILESIZE_KEY = b"\x00\x08filesize\x00"
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+PNG_SCAN_BYTES = 4096  # one range read: the object store's reader answers at most 4 KiB
+
 EBML_ID = 0x1A45DFA3
 SEGMENT_ID = 0x18538067
 VOID_ID = 0xEC
+TRACKS_ID = 0x1654AE6B
+TRACK_ENTRY_ID = 0xAE
+TRACK_TYPE_ID = 0x83
+TRACK_TYPE_VIDEO = 1
+CODEC_ID_ID = 0x86
+CLUSTER_ID = 0x1F43B675
+MAX_CODEC_ID = 64  # Matroska codec IDs are short ASCII strings
+EBML_SCAN_BYTES = 4096  # one range read: SeekHead, Info and Tracks usually fit in it
 EBML_MAGIC = EBML_ID.to_bytes(4, "big")
 _EBML_NAMES = {EBML_ID: "EBML header", SEGMENT_ID: "Segment", VOID_ID: "Void"}
 
@@ -257,17 +298,169 @@ def ebml_truncation(read: Reader, size: int) -> str | None:
     return None
 
 
+# ------------------------------------------------------------------------------- RIFF
+
+
+def riff_truncation(read: Reader, size: int) -> str | None:
+    """Why a RIFF (AVI) object of ``size`` bytes is truncated, or None.
+
+    Walks the top-level ``RIFF`` chunks (one per 1 GB part of an OpenDML AVI); bytes after
+    them that are not another ``RIFF`` chunk end the walk without a verdict (appended junk).
+    """
+    pos = 0
+    for _ in range(MAX_TOP_LEVEL):
+        if pos >= size:
+            break
+        header = read(pos, RIFF_HEADER)
+        if len(header) < RIFF_HEADER or header[:4] != RIFF_MAGIC:
+            break
+        (chunk_size,) = struct.unpack("<I", header[4:8])
+        form = header[8:12]
+        if chunk_size in RIFF_SIZE_UNKNOWN or not _box_type_ok(form):
+            break
+        end = pos + 8 + chunk_size
+        if end > size:
+            return (
+                f"truncated file: RIFF '{form.decode('latin-1').strip()}' chunk needs "
+                f"{end:,} bytes, object holds {size:,}"
+            )
+        pos = end + (chunk_size & 1)  # chunks are padded to an even size
+    return None
+
+
+# -------------------------------------------------------------------------------- FLV
+
+
+def flv_truncation(read: Reader, size: int) -> str | None:
+    """Why an FLV object of ``size`` bytes is truncated, or None.
+
+    Compares the ``filesize`` its opening ``onMetaData`` tag declares with ``size``; None
+    when there is no such tag or key in its first :data:`FLV_SCRIPT_BYTES` bytes, when the
+    value is 0 or not a number, or when ``size`` falls short of it by at most
+    :data:`FLV_FILESIZE_SLACK`.
+    """
+    header = read(0, FLV_HEADER)
+    if len(header) < FLV_HEADER or not header.startswith(FLV_MAGIC):
+        return None
+    (body,) = struct.unpack(">I", header[5:9])
+    # The body starts with PreviousTagSize0 (4 bytes), then the first tag.
+    tag = read(body + 4, FLV_TAG_HEADER)
+    if len(tag) < FLV_TAG_HEADER or tag[0] & 0x1F != FLV_SCRIPT_TAG:
+        return None
+    data_size = int.from_bytes(tag[1:4], "big")
+    data = read(body + 4 + FLV_TAG_HEADER, min(data_size, FLV_SCRIPT_BYTES))
+    at = data.find(_FLV_FILESIZE_KEY)
+    if at < 0:
+        return None
+    value = data[at + len(_FLV_FILESIZE_KEY) : at + len(_FLV_FILESIZE_KEY) + 8]
+    if len(value) < 8:
+        return None
+    (declared,) = struct.unpack(">d", value)
+    if not math.isfinite(declared) or declared - size <= declared * FLV_FILESIZE_SLACK:
+        return None
+    return (
+        f"truncated file: FLV metadata declares filesize {int(declared):,} bytes, object "
+        f"holds {size:,}"
+    )
+
+
+# -------------------------------------------------------------------------------- PNG
+
+
+def apng_frame_count(read: Reader) -> int | None:
+    """``num_frames`` of an animated PNG's ``acTL`` chunk, or None when the object is not a
+    PNG or no ``acTL`` comes before the image data (within :data:`MAX_TOP_LEVEL` chunks).
+
+    Not a truncation check: ffprobe's APNG demuxer reports neither a frame count nor a
+    duration, and this count is what tells an animation from a picture. The chunks before
+    ``acTL`` (``IHDR``, ``pHYs``, an ICC profile) usually fit the first read.
+    """
+    read = prefixed_reader(read(0, PNG_SCAN_BYTES), read)
+    if read(0, len(PNG_MAGIC)) != PNG_MAGIC:
+        return None
+    pos = len(PNG_MAGIC)
+    for _ in range(MAX_TOP_LEVEL):
+        # Chunk: 32-bit big-endian data length, type, data, CRC; acTL data starts with
+        # num_frames.
+        header = read(pos, 12)
+        if len(header) < 12:
+            return None
+        length, kind = struct.unpack(">I4s", header[:8])
+        if kind == b"acTL":
+            return int.from_bytes(header[8:12], "big")
+        if kind in (b"IDAT", b"IEND"):
+            return None
+        pos += 12 + length
+    return None
+
+
+def _ebml_children(read: Reader, start: int, end: int) -> list[Element]:
+    """The child elements of the master element whose data is ``[start, end)``, in order
+    (at most :data:`MAX_TOP_LEVEL`); stops at an unknown-size or unparseable child."""
+    children: list[Element] = []
+    pos = start
+    while pos < end and len(children) < MAX_TOP_LEVEL:
+        child = _parse_ebml_header(read(pos, EBML_HEADER), pos)
+        if child is None or child.end is None:
+            break
+        children.append(child)
+        pos = child.end
+    return children
+
+
+def matroska_video_codec_id(read: Reader, size: int) -> str | None:
+    """The ``CodecID`` of the first video track of a Matroska/WebM object (``V_MPEG4/ISO/AVC``,
+    ``V_MPEGI/ISO/VVC``), or None when the Tracks element is not found before the first
+    Cluster among the Segment's first :data:`MAX_TOP_LEVEL` children.
+
+    Not a truncation check: ffprobe shows no codec tag for a Matroska codec it does not
+    know, and this ID is what tells an unknown codec from a damaged track header.
+    """
+    read = prefixed_reader(read(0, EBML_SCAN_BYTES), read)
+    segment = next((e for e in walk_ebml_elements(read, size) if e.element_id == SEGMENT_ID), None)
+    if segment is None:
+        return None
+    segment_end = min(segment.end if segment.end is not None else size, size)
+    for child in _ebml_children(read, segment.data_offset, segment_end):
+        if child.element_id == CLUSTER_ID:
+            return None  # the media data has begun: the muxer put no Tracks before it
+        if child.element_id != TRACKS_ID or child.end is None:
+            continue
+        for entry in _ebml_children(read, child.data_offset, child.end):
+            if entry.element_id != TRACK_ENTRY_ID or entry.end is None:
+                continue
+            fields = {f.element_id: f for f in _ebml_children(read, entry.data_offset, entry.end)}
+            kind, codec = fields.get(TRACK_TYPE_ID), fields.get(CODEC_ID_ID)
+            if kind is None or codec is None or codec.end is None:
+                continue
+            if read(kind.data_offset, 1) != bytes([TRACK_TYPE_VIDEO]):
+                continue
+            length = min(codec.end - codec.data_offset, MAX_CODEC_ID)
+            text = read(codec.data_offset, length).rstrip(b"\x00")
+            # An ASCII ID such as V_VP9; anything else is a damaged header, not a name.
+            if text and all(0x21 <= b <= 0x7E for b in text):
+                return text.decode("ascii")
+            return None
+        return None
+    return None
+
+
 # ----------------------------------------------------------------------------- dispatch
 
 
 def truncation_reason(read: Reader, size: int, leading_bytes: bytes) -> str | None:
-    """The truncation reason for an MP4/MOV or Matroska/WebM object, chosen by its first
-    bytes; None when the structure fits the size or the container is not one of these."""
+    """The truncation reason for an MP4/MOV, Matroska/WebM, RIFF (AVI) or FLV object,
+    chosen by its first bytes; None when the structure fits the size or the container is
+    not one of these."""
     if size <= 0:
         return None
     read = prefixed_reader(leading_bytes, read)
     if leading_bytes.startswith(EBML_MAGIC):
         return ebml_truncation(read, size)
+    if leading_bytes.startswith(RIFF_MAGIC):
+        return riff_truncation(read, size)
+    if leading_bytes.startswith(FLV_MAGIC):
+        return flv_truncation(read, size)
     if leading_bytes[4:8] in MP4_OPENING_BOXES:
         return mp4_truncation(read, size)
     return None

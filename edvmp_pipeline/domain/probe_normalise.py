@@ -14,6 +14,11 @@ Conventions (see :class:`~edvmp_pipeline.domain.records.VideoRecord`):
   rotation: a portrait phone clip is 1920x1080 with rotation 90.
 * cover art (``disposition.attached_pic``) is not a video stream: it is neither chosen as
   "the" video stream nor counted in ``n_video_streams``.
+* a still image is an image demuxer's input or an image-codec stream holding one picture:
+  counted by ``nb_frames``, by an APNG's ``acTL`` chunk (ffprobe gives APNG neither count
+  nor duration), or in Matroska (no count stored) as duration x frame rate.
+* a video stream without a codec is ``unsupported_media`` when the container names one
+  (a four-character code, a Matroska ``CodecID``) and ``corrupt_media`` when it names none.
 
 Thresholds were measured with this host's ffprobe 5.1 (see the tests for the cases):
 
@@ -48,11 +53,17 @@ from typing import Any
 
 from edvmp_pipeline.domain.container_structure import (
     EBML_MAGIC,
+    FLV_MAGIC,
     MP4_OPENING_BOXES,
+    RIFF_MAGIC,
     Reader,
+    apng_frame_count,
     bytes_reader,
     ebml_truncation,
+    flv_truncation,
+    matroska_video_codec_id,
     prefixed_reader,
+    riff_truncation,
     truncation_reason,
     walk_mp4_boxes,
 )
@@ -87,6 +98,8 @@ IMAGE_CODECS = frozenset(
     }
 )  # fmt: skip
 
+APNG_UNKNOWN_FRAMES = 2  # "more than one": the acTL chunk exists but could not be read
+
 _IMAGE_MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\x89PNG\r\n\x1a\n", "PNG image"),
     (b"\xff\xd8\xff", "JPEG image"),
@@ -110,6 +123,10 @@ _CONTAINER_MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\x00\x00\x01\xba", "MPEG-PS header"),
     (b"\x30\x26\xb2\x75", "ASF/WMV header"),
 )
+
+# A codec tag that is a real four-character code; ffprobe spells a zero or binary tag
+# "[0][0][0][0]" (Matroska codec IDs are not shown as tags at all).
+_FOURCC = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{3}")
 
 _ADDRESS_PREFIX = re.compile(r"^\[[^\]]*@ 0x[0-9a-f]+\]\s*")
 _URL_QUERY = re.compile(r"(https?://[^\s?]+)\?[^\s:]*")
@@ -263,14 +280,35 @@ def _no_video_reason(streams: list[dict[str, Any]], format_name: str) -> str:
     return f"no video stream: only {listed} ({format_name})"
 
 
-def _is_still_image(format_name: str, video: dict[str, Any], duration_s: float | None) -> bool:
+def _image_frames(
+    format_name: str, video: dict[str, Any], duration_s: float | None, read: Reader
+) -> int | None:
+    """How many pictures an image-codec video stream holds, when that can be told."""
+    frames = _to_int(video.get("nb_frames"))
+    if frames is not None:
+        return frames
+    if format_name == "apng":
+        # The apng demuxer reports neither count nor duration, and takes only files with an
+        # acTL chunk before the image data: without the count at hand it is animated.
+        return apng_frame_count(read) or APNG_UNKNOWN_FRAMES
+    # Matroska stores no frame count: a stream lasting one frame's time is one picture.
+    duration = _stream_duration(video) or duration_s
+    fps = _stream_fps(video)
+    if duration is not None and fps:
+        return round(duration * fps)
+    return None
+
+
+def _is_still_image(
+    format_name: str, video: dict[str, Any], duration_s: float | None, read: Reader
+) -> bool:
     names = set(format_name.split(","))
     if names & STILL_IMAGE_FORMATS or any(n.endswith("_pipe") for n in names):
         return True
     if video.get("codec_name") in IMAGE_CODECS:
-        frames = _to_int(video.get("nb_frames"))
+        frames = _image_frames(format_name, video, duration_s, read)
         # A GIF or PNG with one frame is a picture; an animated one is a (silent) clip.
-        return frames == 1 or (frames is None and duration_s is None)
+        return (frames is not None and frames <= 1) or (frames is None and duration_s is None)
     return False
 
 
@@ -352,11 +390,23 @@ def normalise_probe(
         durations = [d for d in map(_stream_duration, streams) if d is not None]
         duration_s = max(durations) if durations else None
 
+    structure = prefixed_reader(leading_bytes, read or bytes_reader(leading_bytes))
     codec = video.get("codec_name")
     if not codec:
-        tag = video.get("codec_tag_string") or "none"
+        tag = str(video.get("codec_tag_string") or "none")
+        # A well-formed container naming a codec this ffprobe does not know (ProRes RAW
+        # 'aprn', VVC 'vvc1' / 'V_MPEGI/ISO/VVC'): the bytes are fine, the codec is not
+        # ours. Matroska names codecs by string ID, which ffprobe does not show.
+        if _FOURCC.fullmatch(tag):
+            raise _unsupported(f"unsupported video codec: ffprobe does not know codec tag '{tag}'")
+        if leading_bytes.startswith(EBML_MAGIC):
+            codec_id = matroska_video_codec_id(structure, size_bytes)
+            if codec_id is not None:
+                raise _unsupported(
+                    f"unsupported video codec: ffprobe does not know Matroska codec '{codec_id}'"
+                )
         raise _corrupt(f"corrupt video stream: ffprobe identified no codec (codec tag {tag})")
-    if _is_still_image(format_name, video, duration_s):
+    if _is_still_image(format_name, video, duration_s, structure):
         raise _unsupported(f"still image ({codec}), not a video")
     width, height = _to_int(video.get("width")), _to_int(video.get("height"))
     if not width or not height or width > MAX_DIMENSION or height > MAX_DIMENSION:
@@ -366,7 +416,7 @@ def normalise_probe(
         )
     _check_truncation(format_name, streams, format_duration, size_bytes)
     # After the rate check: it needs no reads, and names how much media data is missing.
-    cut = truncation_reason(read or bytes_reader(leading_bytes), size_bytes, leading_bytes)
+    cut = truncation_reason(structure, size_bytes, leading_bytes)
     if cut is not None:
         raise _corrupt(cut)
 
@@ -501,10 +551,16 @@ def classify_probe_failure(
     structure = prefixed_reader(head, read or bytes_reader(head))
     if head[4:8] in MP4_OPENING_BOXES:
         return _mp4_failure(structure, size_bytes, detail)
-    if head.startswith(EBML_MAGIC):
-        cut = ebml_truncation(structure, size_bytes)
-        if cut is not None:
-            return _corrupt(cut)
+    structure_checks = (
+        (EBML_MAGIC, ebml_truncation),
+        (RIFF_MAGIC, riff_truncation),
+        (FLV_MAGIC, flv_truncation),
+    )
+    for magic, check in structure_checks:
+        if head.startswith(magic):
+            cut = check(structure, size_bytes)
+            if cut is not None:
+                return _corrupt(cut)
     for magic, what in _IMAGE_MAGIC:
         if head.startswith(magic):
             return _unsupported(f"not a video: {what} data ({detail})")
