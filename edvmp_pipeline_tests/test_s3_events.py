@@ -9,11 +9,16 @@ UTF-8 percent escapes). ``test_sqs_sensor.py`` reuses the builders.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from edvmp_pipeline.domain.s3_events import MalformedEvent, ObjectCreatedEvent, parse_message
+from edvmp_pipeline.domain.s3_events import (
+    MalformedEvent,
+    ObjectCreatedEvent,
+    outside_watch,
+    parse_message,
+)
 
 # "incoming/My Holiday 動画 (final).mp4" as S3 puts it in an event.
 ENCODED_UNICODE_KEY = "incoming/My+Holiday+%E5%8B%95%E7%94%BB+%28final%29.mp4"
@@ -252,6 +257,22 @@ def test_missing_event_time_is_not_fatal() -> None:
     assert parse_message(json.dumps(doc)).events[0].event_time is None
 
 
+@pytest.mark.parametrize(
+    ("time", "expected"),
+    [
+        ("2021-11-12T01:00:00+01:00", datetime(2021, 11, 12, tzinfo=UTC)),
+        ("2021-11-12T00:00:00", datetime(2021, 11, 12, tzinfo=UTC)),  # no offset: UTC
+        # Outside years 1-9999 once in UTC: the state store could not read it back.
+        ("0001-01-01T00:00:00+14:00", None),
+        ("9999-12-31T23:59:59-14:00", None),
+    ],
+)
+def test_event_times_are_kept_in_utc_or_dropped(time: str, expected: datetime | None) -> None:
+    event_time = parse_message(eventbridge_created(time=time)).events[0].event_time
+    assert event_time == expected
+    assert event_time is None or event_time.utcoffset() == timedelta(0)
+
+
 # -- malformed ----------------------------------------------------------------------------
 
 
@@ -296,12 +317,43 @@ def _without(body: str, *path: str) -> str:
         ),
         (json.dumps({"Type": "Notification", "Message": "{oops"}), "SNS 'Message' is not JSON"),
         (sns_wrapped(sns_wrapped(s3_notification())), "wrapping another SNS notification"),
+        # Legal JSON, impossible S3 events: each once reached the state store.
+        (eventbridge_created(size=2**63), "larger than any object can be"),
+        (eventbridge_created("a" * 1021 + ".mp4"), "1025 bytes of UTF-8, over S3's 1024-byte"),
+        (eventbridge_created("%C3%A9" * 513), "1026 bytes of UTF-8"),
+        (eventbridge_created().replace("example-key", "\\udc80"), "lone surrogate \\udc80"),
+        (
+            sns_wrapped(s3_notification()).replace("HappyFace", "\\\\ud83c"),
+            "SNS 'Message' is not valid Unicode (lone surrogate \\ud83c)",
+        ),
+        (eventbridge_created(bucket="a/b"), "detail.bucket.name 'a/b' is not an S3 bucket name"),
+        (s3_notification(s3_record(bucket="a b")), "Records[0].s3.bucket.name 'a b' is not"),
+        ("[" * 100_000 + "]" * 100_000, "message body is JSON nested too deeply"),
+        (sns_wrapped("[" * 100_000 + "]" * 100_000), "SNS 'Message' is JSON nested too deeply"),
     ],
 )
 def test_malformed_messages_raise_with_a_specific_reason(body: str, reason: str) -> None:
     with pytest.raises(MalformedEvent) as caught:
         parse_message(body)
     assert reason in caught.value.reason
+
+
+def test_the_largest_possible_key_and_size_and_legacy_bucket_names_are_accepted() -> None:
+    key = "é" * 512  # 1024 bytes of UTF-8
+    body = eventbridge_created("%C3%A9" * 512, size=2**63 - 1, bucket="Legacy_Bucket.2009")
+    event = parse_message(body).events[0]
+    assert (event.key, event.size, event.bucket) == (key, 2**63 - 1, "Legacy_Bucket.2009")
+    # A surrogate *pair* is how JSON spells an emoji: valid, kept.
+    body = eventbridge_created().replace("example-key", "\\ud83c\\udfac")
+    assert parse_message(body).events[0].key == "\U0001f3ac.mp4"
+
+
+def test_outside_watch_names_the_bucket_or_prefix() -> None:
+    event = parse_message(eventbridge_created("in/a.mp4", bucket="mine")).events[0]
+    assert outside_watch(event, None, "") is None
+    assert outside_watch(event, "mine", "in/") is None
+    assert outside_watch(event, "theirs", "") == "bucket 'mine' is not the watched bucket 'theirs'"
+    assert outside_watch(event, "mine", "out/") == "key is outside the watched prefix 'out/'"
 
 
 def test_one_bad_record_makes_the_whole_message_malformed() -> None:

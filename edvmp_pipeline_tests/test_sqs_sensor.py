@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,14 @@ def queues(monkeypatch: pytest.MonkeyPatch) -> Iterator[Queues]:
         "EDVMP_SQS_WAIT_S": "0",
     }.items():
         monkeypatch.setenv(name, value)
-    for name in ("EDVMP_SQS_ENDPOINT_URL", "EDVMP_SQS_REGION", "EDVMP_VIDEO_EXTENSIONS"):
+    # EDVMP_BUCKET/EDVMP_PREFIX scope the queue; CI's `edvmp stack up` exports a bucket.
+    for name in (
+        "EDVMP_SQS_ENDPOINT_URL",
+        "EDVMP_SQS_REGION",
+        "EDVMP_VIDEO_EXTENSIONS",
+        "EDVMP_BUCKET",
+        "EDVMP_PREFIX",
+    ):
         monkeypatch.delenv(name, raising=False)
     with mock_aws():
         sqs = boto3.client("sqs", region_name="us-east-1")
@@ -403,3 +411,111 @@ def test_the_code_location_runs_the_sensor_by_default() -> None:
     sensor = defs.get_repository_def().get_sensor_def(SENSOR_NAME)
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     assert sensor.job_name == INGEST_JOB
+
+
+def test_hostile_messages_go_to_the_dlq_without_failing_the_tick(
+    queues: Queues, ticker: Ticker
+) -> None:
+    """A size no state store column holds, lone surrogates (legal JSON escapes), JSON nested
+    200,000 deep, a key over S3's 1024 bytes and a bucket name with a '/': the first three
+    failed the whole tick (OverflowError, UnicodeEncodeError, RecursionError) on every
+    redelivery, holding up the good event received with them; the others reached the
+    catalog."""
+    lone_key = s3_notification(s3_record("x.mp4")).replace('"x.mp4"', '"\\ud800.mp4"')
+    lone_etag = s3_notification(s3_record("y.mp4", etag="E")).replace('"E"', '"\\udc80"')
+    hostile = {
+        s3_notification(s3_record("huge.mp4", size=10**30)): "larger than any object can be",
+        lone_key: "not valid Unicode (lone surrogate \\ud800)",
+        lone_etag: "not valid Unicode (lone surrogate \\udc80)",
+        "[" * 100_000 + "]" * 100_000: "JSON nested too deeply to be an S3 event",
+        eventbridge_created("k" * 1025 + ".mp4"): "over S3's 1024-byte key limit",
+        eventbridge_created("z.mp4", bucket="a/b"): "is not an S3 bucket name",
+    }
+    queues.send(*hostile, eventbridge_created("good.mp4"))
+    result = ticker.tick()
+    assert [rr.tags[TAG_OBJECT_KEY] for rr in result.run_requests or []] == ["good.mp4"]
+    assert _jobs(ticker.catalog) == [("good.mp4", "b1946ac92492d2347c6235b4d2611184", PENDING)]
+    moved = queues.sqs.receive_message(
+        QueueUrl=queues.dlq, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+    )["Messages"]
+    reasons = {m["Body"]: m["MessageAttributes"][REASON_ATTRIBUTE]["StringValue"] for m in moved}
+    assert set(reasons) == set(hostile)
+    for body, reason in hostile.items():
+        assert reason in reasons[body], (reasons[body], reason)
+
+
+def test_events_outside_the_watched_bucket_and_prefix_are_ignored(
+    queues: Queues, ticker: Ticker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The object sensor watches EDVMP_BUCKET/EDVMP_PREFIX only; a queue that also carries
+    another bucket's notifications must not catalogue (and fail, unreadable) its objects."""
+    monkeypatch.setenv("EDVMP_BUCKET", BUCKET)
+    monkeypatch.setenv("EDVMP_PREFIX", "incoming/")
+    queues.send(
+        eventbridge_created("incoming/a.mp4"),
+        eventbridge_created("incoming/b.mp4", bucket="someone-elses-bucket"),
+        s3_notification(s3_record("incoming/c.mp4", bucket="amzn-s3-demo-bucket")),
+        eventbridge_created("elsewhere/d.mp4"),
+    )
+    result = ticker.tick()
+    assert [rr.run_key for rr in result.run_requests or []] == [
+        f"{BUCKET}/incoming/a.mp4@b1946ac92492d2347c6235b4d2611184"
+    ]
+    assert [k for k, _, _ in _jobs(ticker.catalog)] == ["incoming/a.mp4"]
+    # Nothing to run for the other three: deleted at once, none to the DLQ.
+    assert queues.counts() == (0, 1)
+    assert queues.counts(queues.dlq) == (0, 0)
+
+    # Without an explicit EDVMP_BUCKET any bucket's events are taken (the default bucket
+    # name is the local stack's and must not silence a queue fed by another bucket).
+    monkeypatch.delenv("EDVMP_BUCKET")
+    monkeypatch.delenv("EDVMP_PREFIX")
+    queues.send(eventbridge_created("e.mp4", bucket="someone-elses-bucket"))
+    second = ticker.tick()
+    assert [rr.tags[TAG_SOURCE] for rr in second.run_requests or []] == [
+        "s3://someone-elses-bucket"
+    ]
+
+
+def test_an_upload_again_of_a_version_that_failed_as_missing_is_requested_again(
+    queues: Queues, ticker: Ticker, instance: dg.DagsterInstance
+) -> None:
+    """The object was deleted before its run (FAILED object_missing), then uploaded again
+    with the same bytes: a new "Object Created" event for the same version. It used to be
+    dropped as known, so the object was never catalogued."""
+    body = eventbridge_created("back.mp4", etag="e1")
+    queues.send(body)
+    first = ticker.tick()
+    (rr,) = first.run_requests or []
+    create_run_for_test(instance, job_name=INGEST_JOB, tags={RUN_KEY_TAG: rr.run_key})
+    # The run, as it goes when HEAD answers 404: claimed, then failed.
+    pk = rr.partition_key
+    assert pk is not None and ticker.catalog.state.claim([pk], "run-1")
+    ticker.catalog.state.mark_failed({pk: ("object_missing", "object missing: …")}, "run-1")
+
+    queues.send(body)
+    second = ticker.tick()
+    assert [r.run_key for r in second.run_requests or []] == [f"{BUCKET}/back.mp4@e1#2"]
+    # Its message waits for the next tick's delete, like any message behind a run request.
+    assert len(QueueCursor.parse(second.cursor).delete_next) == 1
+    assert _jobs(ticker.catalog) == [("back.mp4", "e1", "FAILED")]
+
+
+def test_an_event_time_outside_the_calendar_in_utc_does_not_poison_its_version(
+    queues: Queues, ticker: Ticker
+) -> None:
+    """An event time of 0001-01-01T00:00:00+14:00 is year 0 in UTC: it was stored as such,
+    and every read of the version's state (its run's claim, `edvmp status`, an ingest of the
+    bucket) then raised "year 0 is out of range". The time is informative: it is dropped."""
+    queues.send(
+        eventbridge_created("early.mp4", time="0001-01-01T00:00:00+14:00"),
+        eventbridge_created("late.mp4", time="9999-12-31T23:59:59-14:00"),
+        eventbridge_created("local.mp4", time="2021-11-12T01:00:00+01:00"),
+    )
+    result = ticker.tick()
+    states = ticker.catalog.job_states([rr.partition_key or "" for rr in result.run_requests])
+    assert {s.object_key: s.last_modified for s in states.values()} == {
+        "early.mp4": None,
+        "late.mp4": None,
+        "local.mp4": datetime(2021, 11, 12, tzinfo=UTC),
+    }

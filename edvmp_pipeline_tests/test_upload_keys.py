@@ -36,6 +36,8 @@ def test_acceptable_keys_are_returned_unchanged(key: str) -> None:
         ("x" * 1025, "1025 bytes of UTF-8, at most 1024 allowed"),
         ("é" * 513, "1026 bytes of UTF-8"),
         ("bad\udcffname", "not valid UTF-8"),
+        # SeaweedFS stores a backslash as '/': the job id would name a key that never exists.
+        ("a\\b.mp4", "backslash; the store would keep another key ('\\' as '/'); use 'a/b.mp4'"),
     ],
 )
 def test_refused_keys_say_why_in_one_line(key: str, message: str) -> None:
@@ -57,6 +59,7 @@ def test_no_fix_is_suggested_for_dot_dot() -> None:
         ("a//b.mp4", "edvmp: error: invalid object key 'a//b.mp4': empty segment ('//')"),
         ("v/./clip.mp4", "edvmp: error: invalid object key 'v/./clip.mp4': '.' or '..' segment"),
         ("v/", "edvmp: error: invalid object key 'v/': must not end with '/'"),
+        ("C:\\v\\clip.mp4", "edvmp: error: invalid object key 'C:\\\\v\\\\clip.mp4': backslash"),
     ],
 )
 def test_upload_refuses_the_key_before_any_network_call(

@@ -3,9 +3,9 @@
 Two rule sets live here, both pure:
 
 * :func:`validate_object_key`: what a client may ask to upload. A key S3 servers would
-  rewrite (``a//b`` stored as ``a/b`` by SeaweedFS, ``./`` and ``../`` resolved by HTTP
-  clients) is refused, because the job id is derived from the key the client asked for and
-  would never exist under the key the server stored.
+  rewrite (``a//b`` stored as ``a/b`` and ``a\\b`` stored as ``a/b`` by SeaweedFS, ``./``
+  and ``../`` resolved by HTTP clients) is refused, because the job id is derived from the
+  key the client asked for and would never exist under the key the server stored.
 
 * :func:`folder_object_key` / :func:`escaped_key_bytes`: how a file of a local folder is
   named in the catalog. A key must be valid UTF-8 text (Parquet, SQLite and Dagster tags all
@@ -49,7 +49,7 @@ def _shown(key: str) -> str:
 
 def _tidied(key: str) -> str | None:
     """The key without empty and ``.`` segments, when that is an unambiguous fix."""
-    parts = key.split("/")
+    parts = key.replace("\\", "/").split("/")
     if ".." in parts:
         return None
     kept = [p for p in parts if p not in ("", ".")]
@@ -67,8 +67,8 @@ def validate_object_key(key: str) -> str:
 
     Rules: not empty; at most 1024 bytes of UTF-8; valid UTF-8; no control characters or
     line separators (invisible in listings, logs and the UI, and refused by some servers);
-    no leading or trailing ``/``, no empty segment (``a//b``) and no ``.`` or ``..``
-    segment, since servers and HTTP clients rewrite those into another key. The message
+    no backslash, no leading or trailing ``/``, no empty segment (``a//b``) and no ``.`` or
+    ``..`` segment, since servers and HTTP clients rewrite those into another key. The message
     suggests the tidied key when there is an obvious one.
     """
     if not key:
@@ -89,6 +89,10 @@ def validate_object_key(key: str) -> str:
             raise InvalidObjectKey(
                 f"invalid object key {_shown(key)}: control character U+{ord(ch):04X}"
             )
+    if "\\" in key:
+        # SeaweedFS (the local store) keeps ``a\\b`` as ``a/b``; AWS keeps it. A Windows path
+        # sent as a file name is the usual source, and '/' is what the uploader meant.
+        raise _refuse(key, "backslash; the store would keep another key ('\\' as '/')")
     if key.startswith("/"):
         raise _refuse(key, "must not start with '/'")
     if key.endswith("/"):

@@ -24,14 +24,23 @@ malformed: the message is then moved aside intact rather than half-processed.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
+from edvmp_pipeline.domain.object_keys import MAX_KEY_BYTES
 from edvmp_pipeline.domain.records import ObjectVersion
 
 EVENTBRIDGE_CREATED = "Object Created"
+# Sizes and keys no S3 object can have. The size goes into a 64-bit integer column of the
+# state store: a bigger one raised OverflowError there and failed the whole tick, on every
+# redelivery, holding up the other messages received with it.
+MAX_SIZE = 2**63 - 1
+# S3 bucket names as they exist: today's rules (lower case, digits, '.', '-', 3-63) and the
+# legacy us-east-1 names (upper case and '_' allowed, up to 255), which still send events.
+_BUCKET_NAME = re.compile(r"^[A-Za-z0-9._-]{3,255}$")
 CLASSIC_CREATED_PREFIX = "ObjectCreated:"
 TEST_EVENT = "s3:TestEvent"
 
@@ -72,6 +81,20 @@ class ObjectCreatedEvent:
         )
 
 
+def outside_watch(event: ObjectCreatedEvent, bucket: str | None, prefix: str) -> str | None:
+    """Why ``event`` is not for the watched bucket/prefix (``None`` bucket: any), or None.
+
+    The object sensor lists only ``EDVMP_BUCKET``/``EDVMP_PREFIX``; a queue can also carry
+    another bucket's notifications (a second bucket pointed at it, a rule without a filter),
+    and those objects are not this deployment's to catalogue.
+    """
+    if bucket is not None and event.bucket != bucket:
+        return f"bucket {event.bucket!r} is not the watched bucket {bucket!r}"
+    if prefix and not event.key.startswith(prefix):
+        return f"key is outside the watched prefix {prefix!r}"
+    return None
+
+
 @dataclass(frozen=True)
 class ParsedMessage:
     """What one message holds: created events, and a reason per thing ignored."""
@@ -93,8 +116,21 @@ def _load_json(text: str | bytes, what: str) -> dict[str, Any]:
         doc = json.loads(text)
     except (ValueError, TypeError) as exc:
         raise MalformedEvent(f"{what} is not JSON ({exc})") from None
+    except RecursionError:
+        # "[[[[…" fits in one SQS message: json.loads raised out of the tick, every time.
+        raise MalformedEvent(f"{what} is JSON nested too deeply to be an S3 event") from None
     if not isinstance(doc, dict):
         raise MalformedEvent(f"{what} is JSON but not an object (got {type(doc).__name__})")
+    try:
+        # JSON may spell a lone surrogate ("\\ud800"), which json.loads keeps: such a key,
+        # ETag or bucket cannot be encoded for the state store, the logs or S3, and used to
+        # fail the whole tick on every redelivery. No S3 event carries one.
+        json.dumps(doc, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = exc.object[exc.start : exc.end].encode("unicode_escape").decode("ascii")
+        raise MalformedEvent(f"{what} is not valid Unicode (lone surrogate {bad})") from None
+    except RecursionError:
+        raise MalformedEvent(f"{what} is JSON nested too deeply to be an S3 event") from None
     return doc
 
 
@@ -136,8 +172,9 @@ def _parse_eventbridge(doc: dict[str, Any]) -> ParsedMessage:
         return ParsedMessage(ignored=(f"{detail_type!r} is not an object-created event",))
     detail = _obj(doc.get("detail"), "detail")
     obj = _obj(detail.get("object"), "detail.object")
+    bucket = _obj(detail.get("bucket"), "detail.bucket").get("name")
     event = ObjectCreatedEvent(
-        bucket=_text(_obj(detail.get("bucket"), "detail.bucket").get("name"), "detail.bucket.name"),
+        bucket=_bucket(bucket, "detail.bucket.name"),
         key=_key(obj.get("key"), "detail.object.key"),
         etag=_etag(obj.get("etag"), "detail.object.etag"),
         size=_size(obj.get("size"), "detail.object.size"),
@@ -168,7 +205,7 @@ def _parse_records(records: Any) -> ParsedMessage:
         obj = _obj(s3.get("object"), f"{where}.s3.object")
         events.append(
             ObjectCreatedEvent(
-                bucket=_text(
+                bucket=_bucket(
                     _obj(s3.get("bucket"), f"{where}.s3.bucket").get("name"),
                     f"{where}.s3.bucket.name",
                 ),
@@ -195,6 +232,15 @@ def _text(value: Any, where: str) -> str:
     return value
 
 
+def _bucket(value: Any, where: str) -> str:
+    name = _text(value, where)
+    if not _BUCKET_NAME.match(name):
+        # The name becomes the catalog source s3://<name>: a '/' or a space there would name
+        # another bucket and key, or none.
+        raise MalformedEvent(f"{where} {name[:80]!r} is not an S3 bucket name")
+    return name
+
+
 def _optional_text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
@@ -208,6 +254,12 @@ def _key(value: Any, where: str) -> str:
         raise MalformedEvent(f"{where} {raw!r} does not URL-decode to UTF-8") from None
     if not key:
         raise MalformedEvent(f"{where} decodes to an empty key")
+    size = len(key.encode("utf-8"))
+    if size > MAX_KEY_BYTES:
+        # S3 refuses such keys, so no object has one: a forged or corrupted event.
+        raise MalformedEvent(
+            f"{where} decodes to {size} bytes of UTF-8, over S3's {MAX_KEY_BYTES}-byte key limit"
+        )
     return key
 
 
@@ -222,6 +274,9 @@ def _size(value: Any, where: str) -> int:
     # bool is an int in Python; a JSON true is not a size.
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise MalformedEvent(f"{where} is missing or not a non-negative integer ({value!r})")
+    if value > MAX_SIZE:
+        # Not the number itself: a JSON integer may have thousands of digits.
+        raise MalformedEvent(f"{where} is over {MAX_SIZE} bytes, larger than any object can be")
     return value
 
 
@@ -230,6 +285,16 @@ def _time(value: Any) -> datetime | None:
     if not isinstance(value, str):
         return None
     try:
-        return datetime.fromisoformat(value)
+        parsed = datetime.fromisoformat(value)
     except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        # S3 writes UTC; a time without an offset is taken as such, not as local time.
+        parsed = parsed.replace(tzinfo=UTC)
+    try:
+        # In UTC, as the state store keeps it: "0001-01-01T00:00:00+14:00" is in year 0 there,
+        # and was stored, after which every read of the version (its run, `edvmp status`, an
+        # ingest of the bucket) raised "year 0 is out of range".
+        return parsed.astimezone(UTC)
+    except OverflowError:
         return None

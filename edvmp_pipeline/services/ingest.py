@@ -19,6 +19,7 @@ from edvmp_pipeline.adapters.object_store import (
 )
 from edvmp_pipeline.catalog.opening import open_catalog
 from edvmp_pipeline.catalog.store import FAILED, SUCCEEDED, JobState
+from edvmp_pipeline.domain.errors import ObjectMissing
 from edvmp_pipeline.domain.partition_keys import partition_key_for
 from edvmp_pipeline.domain.records import ObjectVersion
 from edvmp_pipeline.domain.source_uri import SourceSpec, parse_source
@@ -32,6 +33,23 @@ from edvmp_pipeline.settings import (
 )
 
 ADD_PARTITIONS_BATCH = 1000
+# A version that failed as object_missing and is listed again is taken again up to this
+# many attempts in all: enough for a delete-and-restore, bounded should a store list a key
+# that its HEAD keeps answering 404 for.
+MISSING_RETRY_ATTEMPTS = 3
+
+
+def missing_but_back(state: JobState) -> bool:
+    """Whether a version just listed (or announced by an event) failed only because its
+    object was missing: being listed proves the object is back with that ETag (deleted and
+    restored, or replaced and replaced back), so the failure no longer holds, and without
+    another attempt the version would never be catalogued. The ingest and both sensors
+    take such a version again, a bounded number of times."""
+    return (
+        state.status == FAILED
+        and state.error_class == ObjectMissing.error_class
+        and state.attempts < MISSING_RETRY_ATTEMPTS
+    )
 
 
 @dataclass
@@ -151,6 +169,11 @@ def ingest(
             # Interrupted (its process was killed), not failed: finish it now.
             interrupted.append(pk)
             report.pending.append(pk)
+            todo.append(pk)
+        elif missing_but_back(state):
+            # Passed as interrupted: taken even without --retry-failed.
+            interrupted.append(pk)
+            report.retried.append(pk)
             todo.append(pk)
         elif state.status == FAILED and not retry_failed:
             report.known_failures.append(pk)

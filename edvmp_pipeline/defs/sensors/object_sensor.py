@@ -29,6 +29,7 @@ from edvmp_pipeline.defs.partitions import videos_partitions
 from edvmp_pipeline.defs.sensors.run_requests import (
     known_states,
     launched_run_keys,
+    missing_but_listed,
     plan_requests,
     register,
 )
@@ -155,7 +156,12 @@ def evaluate_sweep(
         # Versions whose run exists are consumed without a request: they neither use the
         # cap nor get a second run (Dagster dedupes run keys per sensor only).
         requests, consumed = plan_requests(
-            [v for _, v in candidates], states, trigger="s3-sensor", limit=room, launched=launched
+            [v for _, v in candidates],
+            states,
+            trigger="s3-sensor",
+            limit=room,
+            launched=launched,
+            retry=missing_but_listed(catalog, states),
         )
         register(catalog, requests, registered_by=SENSOR_NAME)
         run_requests += requests.run_requests

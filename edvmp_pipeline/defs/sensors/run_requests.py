@@ -10,30 +10,35 @@ the store and storing the tick.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import dagster as dg
 
-from edvmp_pipeline.catalog.store import PENDING, Catalog
+from edvmp_pipeline.catalog.store import FAILED, PENDING, Catalog
 from edvmp_pipeline.defs.partitions import videos_partitions
 from edvmp_pipeline.defs.tags import RUN_KEY_TAG, TAG_ETAG, TAG_OBJECT_KEY, TAG_SOURCE, TAG_TRIGGER
 from edvmp_pipeline.domain.partition_keys import partition_key_for
 from edvmp_pipeline.domain.records import ObjectVersion
+from edvmp_pipeline.services.ingest import missing_but_back
 
 # Dagster tag values are limited in length; keys beyond this are in the catalog anyway.
 _TAG_MAX = 1000
 
 
-def run_key_for(version: ObjectVersion) -> str:
-    """The idempotency key of one object version's run."""
-    return f"{version.source.removeprefix('s3://')}/{version.object_key}@{version.etag}"
+def run_key_for(version: ObjectVersion, attempt: int | None = None) -> str:
+    """The idempotency key of one object version's run (``#attempt`` for a re-request of a
+    version that failed as missing and is back)."""
+    key = f"{version.source.removeprefix('s3://')}/{version.object_key}@{version.etag}"
+    return key if attempt is None else f"{key}#{attempt}"
 
 
-def run_request_for(pk: str, version: ObjectVersion, trigger: str) -> dg.RunRequest:
+def run_request_for(
+    pk: str, version: ObjectVersion, trigger: str, attempt: int | None = None
+) -> dg.RunRequest:
     """A single-version run request with the raw identity in its tags."""
     return dg.RunRequest(
-        run_key=run_key_for(version),
+        run_key=run_key_for(version, attempt),
         partition_key=pk,
         tags={
             TAG_SOURCE: version.source,
@@ -72,6 +77,21 @@ def known_states(catalog: Catalog, versions: Sequence[ObjectVersion]) -> dict[st
     return catalog.state.statuses(keys)
 
 
+def missing_but_listed(catalog: Catalog, states: Mapping[str, str]) -> dict[str, int]:
+    """partition key → attempt number, for the FAILED versions of ``states`` (all of them
+    just listed, or announced by an event) that failed only because the object was missing
+    (:func:`~edvmp_pipeline.services.ingest.missing_but_back`). One batched read, and only
+    when the page has FAILED versions."""
+    failed = [pk for pk, status in states.items() if status == FAILED]
+    if not failed:
+        return {}
+    return {
+        pk: state.attempts + 1
+        for pk, state in catalog.job_states(failed).items()
+        if missing_but_back(state)
+    }
+
+
 def plan_requests(
     versions: Sequence[ObjectVersion],
     states: dict[str, str],
@@ -79,6 +99,7 @@ def plan_requests(
     trigger: str,
     limit: int,
     launched: Callable[[Sequence[str]], set[str]] | None = None,
+    retry: Mapping[str, int] | None = None,
 ) -> tuple[Requests, int]:
     """Requests for the versions not yet processed, at most ``limit`` of them.
 
@@ -88,21 +109,33 @@ def plan_requests(
     already exist: those are consumed
     without a request, so that a backlog of queued runs does not use up ``limit`` on every
     sweep (which would stall finding new objects behind them).
+    ``retry`` (partition key → attempt, from :func:`missing_but_listed`) names FAILED
+    versions to request again, under the run key ``…#attempt``.
     """
     requests = Requests()
     consumed = 0
+    retry = retry or {}
     keyed = [(partition_key_for(v.source, v.object_key, v.etag), v) for v in versions]
-    pending_keys = [run_key_for(v) for pk, v in keyed if states.get(pk) == PENDING]
-    already = launched(pending_keys) if launched is not None and pending_keys else set()
+
+    def attempt_of(pk: str) -> int | None:
+        return retry.get(pk) if states.get(pk) == FAILED else None
+
+    asked = [
+        run_key_for(v, attempt_of(pk))
+        for pk, v in keyed
+        if states.get(pk) == PENDING or attempt_of(pk) is not None
+    ]
+    already = launched(asked) if launched is not None and asked else set()
     for pk, version in keyed:
         status = states.get(pk)
-        if status == PENDING and run_key_for(version) in already:
+        attempt = attempt_of(pk)
+        if (status == PENDING or attempt is not None) and run_key_for(version, attempt) in already:
             consumed += 1
             continue
-        if status is None or status == PENDING:
+        if status is None or status == PENDING or attempt is not None:
             if len(requests) >= limit:
                 break
-            requests.run_requests.append(run_request_for(pk, version, trigger))
+            requests.run_requests.append(run_request_for(pk, version, trigger, attempt))
             # A PENDING version asks for its partition again: the tick that registered it
             # may have died before Dagster added the partition, and a run request for an
             # unknown partition fails the whole tick. Adding an existing one is a no-op.

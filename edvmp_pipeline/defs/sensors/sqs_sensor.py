@@ -46,14 +46,15 @@ from edvmp_pipeline.defs.jobs import ingest_job
 from edvmp_pipeline.defs.sensors.run_requests import (
     drop_already_launched,
     known_states,
+    missing_but_listed,
     plan_requests,
     register,
-    run_key_for,
 )
+from edvmp_pipeline.domain.partition_keys import partition_key_for
 from edvmp_pipeline.domain.records import ObjectVersion
-from edvmp_pipeline.domain.s3_events import MalformedEvent, parse_message
+from edvmp_pipeline.domain.s3_events import MalformedEvent, outside_watch, parse_message
 from edvmp_pipeline.domain.video_filter import parse_extensions, skip_reason
-from edvmp_pipeline.settings import env_int
+from edvmp_pipeline.settings import env_int, uploads_bucket, uploads_prefix
 
 SENSOR_NAME = "sqs_event_sensor"
 TRIGGER = "sqs-sensor"
@@ -77,11 +78,21 @@ class SqsSettings:
     visibility_timeout_s: int = 300
     wait_time_s: int = 1
     extensions: frozenset[str] = field(default_factory=lambda: parse_extensions(None))
+    bucket: str | None = None
+    """Events of other buckets are ignored; None: events of any bucket are taken."""
+    prefix: str = ""
+    """Events for keys outside it are ignored."""
 
     @classmethod
     def from_env(cls) -> SqsSettings:
-        """Settings from ``EDVMP_SQS_*``, ``EDVMP_VIDEO_EXTENSIONS`` and ``AWS_DEFAULT_REGION``."""
+        """Settings from ``EDVMP_SQS_*``, ``EDVMP_VIDEO_EXTENSIONS``, ``AWS_DEFAULT_REGION``,
+        and ``EDVMP_BUCKET``/``EDVMP_PREFIX`` (what the object sensor watches)."""
         return cls(
+            # Only an explicit EDVMP_BUCKET scopes the queue: its default ("uploads") is the
+            # local stack's, and ignoring every event of a queue fed by another bucket would
+            # be a silent outage.
+            bucket=uploads_bucket() if os.environ.get("EDVMP_BUCKET") else None,
+            prefix=uploads_prefix(),
             queue_url=os.environ.get("EDVMP_SQS_QUEUE_URL") or None,
             dlq_url=os.environ.get("EDVMP_SQS_DLQ_URL") or None,
             region=os.environ.get("EDVMP_SQS_REGION") or None,
@@ -184,19 +195,26 @@ def evaluate_queue(
         reason = f"receive failed: {receive_error}" if receive_error else "no messages"
         return dg.SensorResult(skip_reason=reason, cursor=QueueCursor().dump())
 
-    messages = [_read(raw, settings.extensions, log) for raw in raws]
+    messages = [_read(raw, settings, log) for raw in raws]
     versions = _unique(v for m in messages for v in m.versions)
     catalog = catalog_resource.catalog()
     states = known_states(catalog, versions)
-    requests, _ = plan_requests(versions, states, trigger=TRIGGER, limit=len(versions))
+    # A new event for a version that failed as missing: it was uploaded again (same bytes).
+    retry = missing_but_listed(catalog, states)
+    requests, _ = plan_requests(versions, states, trigger=TRIGGER, limit=len(versions), retry=retry)
     # A PENDING version is requested again in case its run was never created; skip that when
     # the instance shows the run exists (whichever sensor created it).
     instance = _instance(context)
     drop_already_launched(instance, requests)
     register(catalog, requests, registered_by=SENSOR_NAME)
 
-    requested = {rr.run_key for rr in requests.run_requests}
-    defer = [m for m in messages if any(run_key_for(v) in requested for v in m.versions)]
+    # By partition: a re-request of a version that failed as missing has run key "…#n".
+    requested = {rr.partition_key for rr in requests.run_requests}
+    defer = [
+        m
+        for m in messages
+        if any(partition_key_for(v.source, v.object_key, v.etag) in requested for v in m.versions)
+    ]
     deferred = {id(m) for m in defer}
     done_now = [m for m in messages if m.malformed is None and id(m) not in deferred]
     _delete(client, queue, [m.handle for m in done_now], log, why="nothing to run")
@@ -245,7 +263,7 @@ def _receive(
     return received, None
 
 
-def _read(raw: dict[str, Any], extensions: frozenset[str], log: Any) -> _Message:
+def _read(raw: dict[str, Any], settings: SqsSettings, log: Any) -> _Message:
     """Parse one message into versions to consider, or mark it malformed."""
     message = _Message(raw)
     try:
@@ -256,9 +274,12 @@ def _read(raw: dict[str, Any], extensions: frozenset[str], log: Any) -> _Message
     for reason in parsed.ignored:
         log.info(f"message {message.message_id}: ignored: {reason}")
     for event in parsed.events:
-        reason = skip_reason(event.key, extensions)
+        reason = outside_watch(event, settings.bucket, settings.prefix) or skip_reason(
+            event.key, settings.extensions
+        )
         if reason is not None:
-            log.info(f"message {message.message_id}: skipping {event.source}/{event.key}: {reason}")
+            where = f"{event.source}/{event.key!r}"
+            log.info(f"message {message.message_id}: skipping {where}: {reason}")
             continue
         message.versions.append(event.to_version())
     return message
