@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
@@ -137,8 +138,14 @@ def route_template(request: Request) -> str:
     return path if isinstance(path, str) else UNMATCHED
 
 
-def install_metrics(app: FastAPI, open_catalog: Callable[[], Catalog]) -> CollectorRegistry:
+def install_metrics(
+    app: FastAPI,
+    open_catalog: Callable[[], Catalog],
+    *,
+    responses: dict[int | str, dict[str, Any]] | None = None,
+) -> CollectorRegistry:
     """Add request metrics and ``GET /metrics`` to ``app``; returns the app's registry.
+    ``responses``: the error answers to declare for ``/metrics`` in the OpenAPI schema.
 
     Each app has its own registry, so several apps in one process (tests) never share or
     double-register collectors.
@@ -174,7 +181,7 @@ def install_metrics(app: FastAPI, open_catalog: Callable[[], Catalog]) -> Collec
             requests.labels(request.method, route, str(status)).inc()
             latency.labels(request.method, route).observe(time.perf_counter() - started)
 
-    @app.get("/metrics", response_class=Response)
+    @app.get("/metrics", response_class=Response, responses=responses)
     def metrics() -> Response:
         """Prometheus text exposition of this app's registry."""
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -55,10 +55,18 @@ AWAITING_UPLOAD, SUBMITTED, PROCESSING = "AWAITING_UPLOAD", "SUBMITTED", "PROCES
 API_STATUSES = (AWAITING_UPLOAD, SUBMITTED, PROCESSING, SUCCEEDED, FAILED)
 _FROM_STATE = {PENDING: SUBMITTED, RUNNING: PROCESSING, SUCCEEDED: SUCCEEDED, FAILED: FAILED}
 MAX_FILENAME_BYTES = 255
-# A job id is what POST /jobs made: 32 lower-case hex digits. Anything else is not a job.
+# A job id is what POST /jobs made: 32 lower-case hex digits (uuid4().hex). Clients may spell
+# that UUID upper-case or dashed (8-4-4-4-12); UUIDs compare case-insensitively (RFC 9562),
+# so those spellings name the same job. Nothing else does: no whitespace, braces or "urn:".
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
+_JOB_ID_SPELLING = re.compile(
+    r"[0-9a-fA-F]{32}|[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}"
+)
 # Types an uploader may declare: a video, or "I do not know" (the sensor decides by probing).
-_ACCEPTED_TYPE = re.compile(r"(video/[\w.+-]+|application/octet-stream)(\s*;.*)?", re.IGNORECASE)
+# Parameters are checked by presign_upload; [ \t], not \s: a CR/LF is never part of a header.
+_ACCEPTED_TYPE = re.compile(
+    r"(video/[\w.+-]+|application/octet-stream)([ \t]*;[^\x00-\x1f\x7f]*)?", re.IGNORECASE
+)
 
 
 class JobRefused(Exception):
@@ -133,6 +141,13 @@ def api_status(state: JobState | None) -> str:
 def is_job_id(text: str) -> bool:
     """Whether ``text`` has the shape of a job id (so a malformed one is a plain 404)."""
     return bool(_JOB_ID.fullmatch(text))
+
+
+def canonical_job_id(text: str) -> str | None:
+    """The job id ``text`` spells (32 hex digits or a dashed UUID, any case), or None."""
+    if not _JOB_ID_SPELLING.fullmatch(text):
+        return None
+    return text.replace("-", "").lower()
 
 
 def _check_filename(filename: str) -> str:
@@ -227,10 +242,12 @@ def create_job(
 
 
 def find_job(catalog: Catalog, job_id: str, *, owner: str | None) -> UploadJob | None:
-    """The job with this id, when it exists and ``owner`` may see it (None: anyone)."""
-    if not is_job_id(job_id):
+    """The job with this id (in any spelling :func:`canonical_job_id` takes), when it exists
+    and ``owner`` may see it (None: anyone)."""
+    canonical = canonical_job_id(job_id)
+    if canonical is None:
         return None
-    job = catalog.state.upload_job(job_id)
+    job = catalog.state.upload_job(canonical)
     if job is None or (owner is not None and job.owner != owner):
         return None
     return job

@@ -52,9 +52,13 @@ MAX_SINGLE_PUT_BYTES = 5 * 1024**3
 MAX_EXPIRY_S = 7 * 24 * 3600
 # Bigger writes than http.client's 8 KiB default: far fewer system calls on a large upload.
 _BLOCK_SIZE = 1024 * 1024
-# type/subtype with optional parameters; anything else (spaces, CR/LF) would be a broken or
-# injected header.
-_CONTENT_TYPE = re.compile(r"[\w.+-]+/[\w.+-]+(\s*;\s*[\w.+-]+=[\w.+-]+)*")
+# type/subtype with optional parameters; anything else would be a broken or injected header.
+# Between them only HTTP's optional whitespace (space, tab): "\s" also took CR/LF, so
+# "video/mp4\r\n; a=b" was signed and handed back as a header no client can send. A value
+# is a token, a comma list as browsers' MediaRecorder writes it (codecs=vp8,opus), or a
+# quoted string (RFC 6381's codecs="avc1.42E01E, mp4a.40.2"), never with control characters.
+_PARAM_VALUE = r'[\w.+,-]+|"(?:[^"\\\x00-\x1f\x7f]|\\[\x20-\x7e])*"'
+_CONTENT_TYPE = re.compile(rf"[\w.+-]+/[\w.+-]+(?:[ \t]*;[ \t]*[\w.+-]+=(?:{_PARAM_VALUE}))*")
 _DENIED_CODES = {
     "AccessDenied",
     "InvalidAccessKeyId",
