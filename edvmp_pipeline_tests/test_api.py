@@ -251,6 +251,17 @@ def test_the_size_and_type_are_part_of_the_signature(server: Server) -> None:
 
 
 @pytest.mark.parametrize(
+    "filename",
+    ["فارسی\u200cنام.mp4", "family \U0001f468\u200d\U0001f469\u200d\U0001f467.mp4", "café.mp4"],
+)
+def test_names_that_need_joiners_are_kept(server: Server, filename: str) -> None:
+    # Persian and emoji sequences need U+200C/U+200D: only the spoofing characters are refused.
+    response = create(server, {"filename": filename})
+    assert response.status_code == 201, response.text
+    assert response.json()["s3_key"].endswith("/" + filename)
+
+
+@pytest.mark.parametrize(
     ("body", "status", "needle"),
     [
         ({"filename": "../x.mp4"}, 422, "without '/'"),
@@ -261,6 +272,8 @@ def test_the_size_and_type_are_part_of_the_signature(server: Server) -> None:
         ({"filename": "a.mp4", "size_bytes": 0}, 422, "size_bytes"),
         ({"filename": ""}, 422, "filename"),
         ({"filename": "a\x1b[2J.mp4"}, 422, "unusable object key"),
+        ({"filename": "clip\u202egpj.mp4"}, 422, "U+202E (RIGHT-TO-LEFT OVERRIDE)"),
+        ({"filename": "clip\u200b.mp4"}, 422, "U+200B (ZERO WIDTH SPACE)"),
         ({"filename": "a.mp4", "owner": "bob"}, 422, "owner"),
         ({}, 422, "filename"),
     ],

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
@@ -55,6 +56,15 @@ AWAITING_UPLOAD, SUBMITTED, PROCESSING = "AWAITING_UPLOAD", "SUBMITTED", "PROCES
 API_STATUSES = (AWAITING_UPLOAD, SUBMITTED, PROCESSING, SUCCEEDED, FAILED)
 _FROM_STATE = {PENDING: SUBMITTED, RUNNING: PROCESSING, SUCCEEDED: SUCCEEDED, FAILED: FAILED}
 MAX_FILENAME_BYTES = 255
+# Characters that make a file name display as another ("Trojan Source", CVE-2021-42574:
+# "clip\u202egpj.mp4" reads "clip4pm.jpg"): bidirectional embeddings, overrides and
+# isolates, and the zero-width characters that make look-alike names. The joiners U+200C
+# and U+200D are not among them: Persian, Indic scripts and emoji sequences need them.
+_SPOOFING = frozenset(
+    [chr(c) for c in range(0x202A, 0x202F)]
+    + [chr(c) for c in range(0x2066, 0x206A)]
+    + ["\u200b", "\u2060", "\ufeff"]
+)
 # A job id is what POST /jobs made: 32 lower-case hex digits (uuid4().hex). Clients may spell
 # that UUID upper-case or dashed (8-4-4-4-12); UUIDs compare case-insensitively (RFC 9562),
 # so those spellings name the same job. Nothing else does: no whitespace, braces or "urn:".
@@ -157,6 +167,12 @@ def _check_filename(filename: str) -> str:
         raise JobRefused(f"filename must be a bare file name without '/' or '\\': {filename!r}")
     if filename in (".", ".."):
         raise JobRefused(f"filename {filename!r} is not a file name")
+    hidden = next((c for c in filename if c in _SPOOFING), None)
+    if hidden is not None:
+        raise JobRefused(
+            f"filename holds the invisible character U+{ord(hidden):04X} "
+            f"({unicodedata.name(hidden)}), which makes a name read as another"
+        )
     if len(filename.encode("utf-8", "surrogatepass")) > MAX_FILENAME_BYTES:
         raise JobRefused(f"filename is longer than {MAX_FILENAME_BYTES} bytes")
     return filename
