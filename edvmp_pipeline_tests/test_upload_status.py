@@ -217,11 +217,14 @@ def test_status_of_succeeded_and_failed_jobs(
     report = json.loads(done.stdout)
     # The batch run itself failed, for the other version; this version's result stands.
     assert (report["state"], report["run_status"]) == ("SUCCEEDED", "FAILURE")
+    # ... and says it is a batch, so FAILURE is not read as this version's outcome.
+    assert report["run_batch"] == "1 succeeded, 1 failed"
     result = report["result"]
     assert (result["video_codec"], result["width"], result["height"]) == ("h264", 320, 240)
     assert result["rotation"] == 90
     human = edvmp(env, "status", good)
     assert "result:     mov,mp4" in human.stdout and "video h264 320x240" in human.stdout
+    assert "(FAILURE; a run of several versions: 1 succeeded, 1 failed)" in human.stdout
 
     failed = edvmp(env, "status", bad)
     assert failed.returncode == 1, failed.stderr

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from edvmp_pipeline.defs.tags import TAG_FAILED, TAG_SUCCEEDED
 from edvmp_pipeline.domain.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -99,12 +100,19 @@ class _Sources:
             return self.catalog.job(job)
         return None
 
-    def run_status(self, run_id: str | None) -> str | None:
+    def run_status(self, run_id: str | None) -> tuple[str | None, str | None]:
         """The Dagster status of the run named by the job (shown, and waited for by --wait,
-        never used for the state)."""
+        never used for the state), and for a run of several versions its counts
+        (``5 succeeded, 2 failed``): a batch is FAILURE when any of its versions failed,
+        which says nothing about this one."""
         instance = self.instance() if run_id else None
         run = instance.get_run_by_id(run_id) if instance is not None and run_id else None
-        return run.status.value if run is not None else None
+        if run is None:
+            return None, None
+        counts = [(run.tags.get(TAG_SUCCEEDED), "succeeded"), (run.tags.get(TAG_FAILED), "failed")]
+        shown = [f"{n} {what}" for n, what in counts if n is not None and n.isdigit()]
+        batch = sum(int(n) for n, _ in counts if n is not None and n.isdigit()) > 1
+        return run.status.value, (", ".join(shown) if batch else None)
 
     def result(self, job: str) -> dict[str, Any] | None:
         rows = self.catalog.video_rows([job])
@@ -140,6 +148,7 @@ class Report:
     state: str | None
     run_id: str | None = None
     run_status: str | None = None
+    run_batch: str | None = None
     source: str | None = None
     object_key: str | None = None
     etag: str | None = None
@@ -173,7 +182,7 @@ def _snapshot(sources: _Sources, job: str, *, with_run: bool = True) -> Report:
         error=state.error,
     )
     if with_run:
-        report.run_status = sources.run_status(state.run_id)
+        report.run_status, report.run_batch = sources.run_status(state.run_id)
     if state.status == SUCCEEDED:
         report.result = sources.result(job)
     elif state.status == FAILED:
@@ -248,7 +257,10 @@ def _print_human(report: Report) -> None:
     where = f"{report.source}/{report.object_key} (ETag {report.etag})" if report.source else "-"
     run = "none yet"
     if report.run_id:
-        run = f"{report.run_id} ({report.run_status or 'not in this Dagster instance'})"
+        status = report.run_status or "not in this Dagster instance"
+        if report.run_batch:
+            status = f"{status}; a run of several versions: {report.run_batch}"
+        run = f"{report.run_id} ({status})"
     lines = [
         f"job:        {report.job}",
         f"state:      {report.state}",
@@ -318,7 +330,7 @@ def _wait(sources: _Sources, job: str, timeout_s: float) -> tuple[Report, bool]:
             last_line = line
         if report.state in FINAL:
             final_since = final_since if final_since is not None else now
-            report.run_status = sources.run_status(report.run_id)
+            report.run_status, report.run_batch = sources.run_status(report.run_id)
             run_done = report.run_status is None or report.run_status in RUN_FINISHED
             complete = run_done and (report.state == SUCCEEDED or report.incident is not None)
             if complete or now - final_since >= INCIDENT_GRACE_S:
@@ -326,7 +338,7 @@ def _wait(sources: _Sources, job: str, timeout_s: float) -> tuple[Report, bool]:
         else:
             final_since = None
         if now >= deadline:
-            report.run_status = sources.run_status(report.run_id)
+            report.run_status, report.run_batch = sources.run_status(report.run_id)
             return report, True
         time.sleep(min(POLL_S, max(0.0, deadline - now)))
 
