@@ -121,3 +121,13 @@ def test_missing_catalog_is_a_clear_error(tmp_path: Path) -> None:
     assert done.stderr.startswith("edvmp: error: no catalog at "), done.stderr
     assert done.stdout == ""
     assert not (tmp_path / "fresh").exists()
+
+
+def test_every_rule_field_is_a_videos_column(catalogued: Path) -> None:
+    """`edvmp check` reads the `videos` view, a run's step the landed rows: a field only one
+    of them holds (ffprobe_json was one) gives one rule two verdicts and null in the table."""
+    from edvmp_pipeline.catalog.store import Catalog
+    from edvmp_pipeline.domain.policy import ANALYSIS_FIELD_KINDS, FIELD_KINDS
+
+    columns = set(Catalog(catalogued / "catalog").video_table()[0])
+    assert set(FIELD_KINDS) - set(ANALYSIS_FIELD_KINDS) <= columns

@@ -53,7 +53,9 @@ String comparisons are exact and case-sensitive (ffprobe names are lower case).
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import hashlib
+import json
 import math
 import os
 import re
@@ -132,7 +134,23 @@ class _SafeLoader(_BASE_LOADER):  # type: ignore[misc, valid-type]
         super().flatten_mapping(node)
 
 
+# YAML 1.1 (PyYAML) reads a float only with a dot and a signed exponent, so `max: 1e6`,
+# `5E9` and `1.5e6` were the strings '1e6', '5E9', '1.5e6' and the rule was refused as "not a
+# number". YAML 1.2 and every other YAML library read them as numbers, and so do people
+# writing byte and bit-rate limits: resolve them as floats (a quoted "1e6" stays text, and
+# 1e309 reads as inf, which the finite check refuses).
+_SafeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
 _SAFE_LOADER = _SafeLoader
+
+
+# VideoRecord fields the `videos` view leaves out. ffprobe_json (the raw probe, kilobytes of
+# JSON) is landed beside the row: `edvmp check` read it as null while a run's step read the
+# text, so one rule gave two verdicts, and the checks table stored the whole JSON as `actual`.
+_NOT_IN_VIDEOS = frozenset({"ffprobe_json"})
 
 
 def _field_kinds() -> dict[str, str]:
@@ -140,6 +158,8 @@ def _field_kinds() -> dict[str, str]:
     hints = typing.get_type_hints(VideoRecord)
     kinds: dict[str, str] = {}
     for f in fields(VideoRecord):
+        if f.name in _NOT_IN_VIDEOS:
+            continue
         hint = hints[f.name]
         args = set(typing.get_args(hint)) if isinstance(hint, types.UnionType) else {hint}
         args.discard(type(None))
@@ -233,7 +253,7 @@ class Rule:
             return f"<= {_show(self.value)}"
         if self.condition == "equals":
             return f"== {_show(self.value)}"
-        items = ", ".join(_show(v) for v in self.value)
+        items = ", ".join(_show_item(v) for v in self.value)
         return f"{'in' if self.condition == 'in' else 'not in'} [{items}]"
 
 
@@ -279,6 +299,21 @@ def _show(value: Any) -> str:
     return str(value)
 
 
+def _show_item(value: Any) -> str:
+    """One item of an ``in``/``not_in`` list as ``expected`` shows it: as :func:`_show`, but
+    a string that would read as something else is JSON-quoted. ffprobe's format names hold
+    commas (``in [mov,mp4,m4a,3gp,3g2,mj2, matroska,webm]`` read as eight codecs), and an item
+    "null" or " h264" looked like a null or like "h264"."""
+    if isinstance(value, str) and (
+        not value
+        or value != value.strip()
+        or any(c in value for c in ',[]"')
+        or value in ("null", "true", "false")
+    ):
+        return json.dumps(value, ensure_ascii=False)
+    return _show(value)
+
+
 def _is_number(value: Any) -> bool:
     # YAML reads "yes"/"true" as bool, and bool is an int subclass: do not accept it.
     return isinstance(value, int | float) and not isinstance(value, bool)
@@ -288,11 +323,19 @@ def _type_name(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
-        return "a boolean"
+        # YAML 1.1 reads unquoted yes/no/on/off/true/false as booleans: `in: [on, off]`
+        # is two booleans, and the plain "got a boolean" named neither the value nor the cure.
+        return (
+            f"a boolean ({'true' if value else 'false'}; YAML reads unquoted yes, no, on, off, "
+            "true and false as booleans: quote a word meant as text)"
+        )
     if isinstance(value, list):
         return "a list"
     if isinstance(value, dict):
         return "a mapping"
+    if isinstance(value, datetime.date):
+        # YAML reads an unquoted 2024-01-01 as a date, which no field holds.
+        return f"the date {value.isoformat()} (quote it if it is meant as text)"
     if _is_number(value):
         return f"the number {value!r}"
     return f"the string {value!r}" if isinstance(value, str) else type(value).__name__
