@@ -289,7 +289,7 @@ def test_incident_commands(library: Path, home: Path) -> None:
     corrupt = next(i for i in incidents if i["class"] == "corrupt_media")
     redriven = run_edvmp("redrive", "--fingerprint", corrupt["fingerprint"], env=env)
     assert redriven.returncode == 1  # the same bytes fail the same way
-    assert "redrove 1 incidents (1 versions): succeeded 0, failed 1" in redriven.stdout
+    assert "redrove 1 incident (1 version): succeeded 0, failed 1" in redriven.stdout
     again = json.loads(run_edvmp("incidents", "--class", "corrupt_media", "--json", env=env).stdout)
     assert [(i["attempts"], i["redrives"]) for i in again] == [(2, 1)]
 

@@ -120,7 +120,7 @@ def test_ingest_a_bucket_prefix_then_the_whole_bucket(
     # The CLI on a prefix: only the three ugc/ objects.
     done = edvmp("ingest", f"s3://{s3_bucket}/ugc/", env=dict(os.environ))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert f"source: s3://{s3_bucket}\n" in done.stdout
+    assert f"source: s3://{s3_bucket} (prefix 'ugc/')\n" in done.stdout
     assert "processed 3: succeeded 3, failed 0" in done.stdout
 
     # In-process on the whole bucket: the rest, ugc/ already catalogued.

@@ -115,6 +115,9 @@ def test_upload_warns_when_the_sensor_would_skip_the_key(
     done = edvmp(env, "upload", str(samples / "ugc/phone_portrait.mp4"), "--key", "notes.txt")
     assert done.returncode == 0
     assert "the object sensor will skip 'notes.txt'" in done.stderr
+    # No hint to wait on a job that no sensor will start.
+    assert "--wait" not in done.stderr
+    assert "only `edvmp ingest s3://" in done.stderr
 
 
 @pytest.mark.parametrize(

@@ -79,6 +79,9 @@ def read_only_refusal(sql: str) -> str | None:
 
 def require_read_only(sql: str) -> None:
     """Raise :class:`ConfigError` unless ``sql`` is one read-only statement."""
+    if not _statements(sql):
+        # Nothing to run is not a write refused: say what is missing.
+        raise ConfigError('no SQL statement given, e.g. edvmp query "SELECT * FROM videos"')
     reason = read_only_refusal(sql)
     if reason is not None:
         raise ConfigError(f"edvmp query is read-only: {reason}")

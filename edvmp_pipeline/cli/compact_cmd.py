@@ -11,7 +11,10 @@ from edvmp_pipeline.cli.output import render
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the ``compact`` sub-command."""
     p = sub.add_parser(
-        "compact", help="merge each result table's files into one (never required: writers compact)"
+        "compact",
+        help="merge each result table's files into one (never required: writers compact)",
+        description="Rewrite each result table (videos, streams, summaries, checks, ...) whose "
+        "folder holds at least --min-files Parquet files as one file. Readers never need it.",
     )
     p.add_argument("--min-files", type=int, default=2, help="skip tables with fewer files")
     p.set_defaults(func=run)

@@ -26,8 +26,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "incidents",
         help="list failure incidents, or their summary grouped by class and fingerprint",
+        description="Incidents are failed versions, classified (corrupt_media, "
+        "object_missing, ...) with a runbook; one per failed version, newest first.",
     )
-    p.add_argument("view", nargs="?", choices=("list", "summary"), default="list")
+    p.add_argument(
+        "view",
+        nargs="?",
+        choices=("list", "summary"),
+        default="list",
+        help="list (default): one row per incident; summary: counts by class and fingerprint",
+    )
     p.add_argument("--open", action="store_true", help="only incidents still open")
     p.add_argument("--class", dest="cls", help="only this failure class")
     p.add_argument("--json", action="store_true", help="JSON instead of a table")

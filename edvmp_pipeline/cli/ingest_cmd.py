@@ -43,7 +43,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _print_report(report: IngestReport) -> None:
     out = sys.stdout
     failed = report.failed
-    print(f"source: {terminal_safe(report.source)}", file=out)
+    listed = f" (prefix {report.prefix!r})" if report.prefix else ""
+    print(f"source: {terminal_safe(report.source + listed)}", file=out)
     print(
         f"listed {report.listed}: new {len(report.new)}, already catalogued (skipped) "
         f"{len(report.skipped)}, known failures {len(report.known_failures)}"

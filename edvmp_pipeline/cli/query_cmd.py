@@ -7,6 +7,7 @@ import argparse
 import duckdb
 
 from edvmp_pipeline.catalog.opening import open_catalog
+from edvmp_pipeline.catalog.views import VIEW_NAMES
 from edvmp_pipeline.cli.output import render, terminal_safe
 from edvmp_pipeline.domain.errors import ConfigError
 from edvmp_pipeline.settings import env_float
@@ -17,8 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "query",
         help="run read-only SQL on the catalog views",
-        description="Views: videos, videos_latest, streams, summaries, checks, jobs, objects, "
-        "incidents. Join on partition_key, e.g. SELECT "
+        description=f"Views: {', '.join(VIEW_NAMES)}. Join on partition_key, e.g. SELECT "
         "v.object_key, s.summary FROM videos v JOIN summaries s USING (partition_key). "
         "Read-only: one SELECT (or EXPLAIN [ANALYZE] of one) runs, and it can read only the "
         "catalog's tables (no other files, URLs, extensions or settings).",
@@ -51,6 +51,17 @@ def run(args: argparse.Namespace) -> int:
         detail = _one_line(exc).removeprefix("Permission Error: ")
         raise ConfigError(
             terminal_safe(f"edvmp query reads only the catalog's tables: refused: {detail}")
+        ) from None
+    except duckdb.CatalogException as exc:
+        # DuckDB's "Did you mean" draws on its own system tables too ("incident" gets
+        # pg_index): kept only when it names one of the catalog's views, which are listed.
+        detail, _, hint = _one_line(exc).partition("Did you mean ")
+        suggested = hint.split("?", 1)[0].strip('"') if hint else ""
+        detail = detail.rstrip(" !")
+        if suggested in VIEW_NAMES:
+            detail += f'; did you mean "{suggested}"?'
+        raise ConfigError(
+            terminal_safe(f"query failed: {detail}; the views are {', '.join(VIEW_NAMES)}")
         ) from None
     except duckdb.Error as exc:
         # The message quotes the user's SQL, which may hold control characters.

@@ -45,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"no open incident matches {terminal_safe(what)}", file=sys.stderr)
         return 1
     print(
-        f"redrove {len(outcome.incidents)} incidents ({len(outcome.partition_keys)} versions): "
+        f"redrove {_count(len(outcome.incidents), 'incident')} "
+        f"({_count(len(outcome.partition_keys), 'version')}): "
         f"succeeded {len(outcome.succeeded)}, failed {len(outcome.failed)}"
     )
     for pk, cls, error in outcome.failed:
@@ -53,3 +54,7 @@ def run(args: argparse.Namespace) -> int:
     if outcome.run_ids:
         print(f"dagster runs: {', '.join(outcome.run_ids)}")
     return 0 if not outcome.failed else 1
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

@@ -18,6 +18,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "register",
         help="register new versions as Dagster partitions without processing them",
+        description="List SOURCE as edvmp ingest does and register its new versions (catalog "
+        "and Dagster partitions) without running anything, for dagster asset materialize "
+        "--partition-range or a UI backfill.",
     )
     p.add_argument("source", help="a folder (recursively) or s3://bucket[/prefix]")
     p.add_argument("--retry-failed", action="store_true", help="include failed versions")

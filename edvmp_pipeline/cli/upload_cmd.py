@@ -50,10 +50,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _warn_if_sensor_skips(key: str) -> None:
-    """Say so when the object sensor would never pick the key up (no job would appear)."""
+def _warn_if_sensor_skips(key: str) -> bool:
+    """Say so when the object sensor would never pick the key up (no job would appear);
+    returns whether it would."""
     from edvmp_pipeline.domain.video_filter import parse_extensions, skip_reason
 
+    skipped = False
     prefix = uploads_prefix()
     if prefix and not key.startswith(prefix):
         print(
@@ -61,12 +63,15 @@ def _warn_if_sensor_skips(key: str) -> None:
             "the object sensor will not see it",
             file=sys.stderr,
         )
+        skipped = True
     reason = skip_reason(key, parse_extensions(os.environ.get("EDVMP_VIDEO_EXTENSIONS")))
     if reason is not None:
         print(
             f"edvmp: warning: the object sensor will skip {key!r} ({reason}); no job will run",
             file=sys.stderr,
         )
+        skipped = True
+    return skipped
 
 
 def _shorten(text: str, limit: int = 160) -> str:
@@ -153,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
     _check_bucket(client, bucket, endpoint or "AWS S3")
     content_type = args.content_type or guess_content_type(path)
     upload = presign_upload(client, bucket, key, args.expires, content_type)
-    _warn_if_sensor_skips(key)
+    sensor_skips = _warn_if_sensor_skips(key)
 
     size = path.stat().st_size
     what = _shorten(f"s3://{bucket}/{key}")
@@ -172,10 +177,14 @@ def run(args: argparse.Namespace) -> int:
         etag = put_file(upload, path, what=what, on_progress=bar.update)
     elapsed = time.monotonic() - started
     job_id = job_id_for(bucket, key, etag)
+    # Waiting on a job no sensor will start would only time out: name what would process it.
+    follow = (
+        f"only `edvmp ingest s3://{bucket}` would process it (then: edvmp status {job_id})"
+        if sensor_skips
+        else f"follow it with: edvmp status {job_id} --wait"
+    )
     print(
-        f"uploaded {what} ({size} bytes, ETag {etag}) in {elapsed:.2f} s; "
-        f"follow it with: edvmp status {job_id} --wait",
-        file=sys.stderr,
+        f"uploaded {what} ({size} bytes, ETag {etag}) in {elapsed:.2f} s; {follow}", file=sys.stderr
     )
     print(job_id)
     return 0

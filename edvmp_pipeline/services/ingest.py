@@ -57,6 +57,8 @@ class IngestReport:
     """What one ingest saw and did."""
 
     source: str
+    prefix: str = ""
+    """The part of the bucket listed (the source of its versions is the bucket)."""
     listed: int = 0
     new: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
@@ -142,7 +144,12 @@ def ingest(
     runs.check_settings()
     store = object_store_from_env()
     versions, skipped_entries = list_versions(spec, store)
-    report = IngestReport(source=spec.source, listed=len(versions), skipped_entries=skipped_entries)
+    report = IngestReport(
+        source=spec.source,
+        prefix=spec.prefix,
+        listed=len(versions),
+        skipped_entries=skipped_entries,
+    )
     by_key = {partition_key_for(v.source, v.object_key, v.etag): v for v in versions}
     report.versions = by_key
     catalog = open_catalog(create=True)
