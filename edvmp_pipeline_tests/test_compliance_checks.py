@@ -210,6 +210,56 @@ def test_policy_from_environment_sets_the_checks_and_severities(
     assert landscape.metadata["failing_object_keys"].value == ["ugc/phone_portrait.mp4"]
 
 
+CHANGED_POLICY = """\
+rules:
+  - id: min_height
+    field: height
+    min: 1
+    severity: warn
+  - id: two_audio
+    field: n_audio_streams
+    min: 2
+    severity: error
+"""
+
+
+def test_a_policy_change_checks_the_library_once(library: Path, home: Path, tmp_path: Path) -> None:
+    """A rule added, or changed under the same id, answers for every catalogued version,
+    not only for those checked after the change."""
+    shutil.rmtree(library / "broken")
+    env = {**os.environ, "EDVMP_HOME": str(home)}
+    assert run_edvmp("ingest", str(library), env=env).returncode == 0
+    assert _evaluation(get_instance(), "min_height").passed is False  # the vp9 clip, 180 high
+
+    policy = tmp_path / "changed.yaml"
+    policy.write_text(CHANGED_POLICY)
+    env["EDVMP_POLICY"] = str(policy)
+    (library / "extra").mkdir()
+    shutil.copy(library / "ugc" / "phone_portrait.mp4", library / "extra" / "a.mp4")
+    done = run_edvmp("ingest", str(library), env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    instance = get_instance()
+    min_height = _evaluation(instance, "min_height")
+    # Changed to min 1: the clip's old failure no longer stands.
+    assert min_height.passed is True, min_height.description
+    two_audio = _evaluation(instance, "two_audio")
+    # New: all six catalogued versions fail it, five of them ingested before it existed.
+    assert two_audio.passed is False
+    assert two_audio.metadata["failing_in_library"].value == len(GOOD) + 1
+    assert two_audio.metadata["evaluated_in_run"].value == len(GOOD) + 1
+
+    # Once: the next run under the same policy checks its own version only.
+    shutil.copy(library / "ugc" / "phone_portrait.mp4", library / "extra" / "b.mp4")
+    assert run_edvmp("ingest", str(library), env=env).returncode == 0
+    two_audio = _evaluation(get_instance(), "two_audio")
+    assert two_audio.metadata["evaluated_in_run"].value == 1
+    assert two_audio.metadata["failing_in_library"].value == len(GOOD) + 2
+    _, rows = Catalog(home / "catalog").query(
+        "SELECT count(*) FROM checks WHERE rule_id = 'two_audio' AND NOT passed"
+    )
+    assert rows == [(len(GOOD) + 2,)]
+
+
 def test_malformed_policy_is_a_clean_error(library: Path, home: Path, tmp_path: Path) -> None:
     policy = tmp_path / "bad.yaml"
     policy.write_text(STRICT_POLICY.replace("min: 1", "minimum: 1"))

@@ -156,6 +156,12 @@ class NewIncident:
 class StateStore(Protocol):
     """What callers need of the state store; SQLite now, DynamoDB/Postgres fit the same."""
 
+    def meta(self, key: str) -> str | None:
+        """A value of the store's own bookkeeping (None when never set)."""
+        ...
+
+    def set_meta(self, key: str, value: str) -> None: ...
+
     def register(
         self, versions: Iterable[tuple[str, ObjectVersion]], registered_by: str
     ) -> list[str]: ...

@@ -275,6 +275,22 @@ class Policy:
                       self.source)  # fmt: skip
 
 
+def rules_digest(rules: Sequence[Rule]) -> str:
+    """A digest of what ``rules`` decide: each rule's id, field, condition and value (not
+    its severity or description, which change no verdict), independent of rule order.
+
+    The verdict index holds verdicts of versions checked under some set of rules; when this
+    digest changes (a rule added, changed under the same id, or the analysis turned on), the
+    verdicts held no longer answer for the policy in force.
+    """
+    decided = sorted(
+        [r.id, r.field, r.condition, list(r.value) if isinstance(r.value, tuple) else r.value]
+        for r in rules
+    )
+    text = json.dumps(decided, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
 @dataclass(frozen=True)
 class CheckResult:
     """The outcome of one rule on one row."""

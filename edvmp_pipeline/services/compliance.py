@@ -11,7 +11,11 @@ from typing import Any
 
 from edvmp_pipeline.catalog.analysis_tables import with_analysis as with_analysis_fields
 from edvmp_pipeline.catalog.store import Catalog
-from edvmp_pipeline.domain.policy import Rule, evaluate_batch
+from edvmp_pipeline.domain.policy import Rule, evaluate_batch, rules_digest
+
+# State-store meta key: the digest (``rules_digest``) of the policy the verdict index
+# answers for.
+CHECKED_POLICY = "checked_policy_digest"
 
 
 @dataclass
@@ -120,8 +124,20 @@ def check_and_land(
     and land one ``checks`` row per (version, rule). ``every_rule`` says ``rules`` is the
     whole policy, so the versions count as checked; ``with_analysis`` that the policy
     names analysis fields (see :func:`rows_to_check`)."""
+    digest = rules_digest(rules) if every_rule else None
+    policy_changed = digest is not None and catalog.state.meta(CHECKED_POLICY) != digest
+    keys = list(partition_keys)
+    if policy_changed:
+        # The verdicts held were given under other rules (a rule added, or changed under the
+        # same id): the library-wide checks would read "passed" while catalogued versions
+        # fail the rule in force. So this run checks the whole library once, a cost that
+        # follows the policy change, not each run.
+        keys = list(dict.fromkeys([*keys, *catalogued_keys(catalog)]))
     rows = rows_to_check(
-        catalog, partition_keys, recheck=not every_rule, with_analysis=with_analysis
+        catalog,
+        keys,
+        recheck=not every_rule or policy_changed,
+        with_analysis=with_analysis,
     )
     check_rows, outcomes = evaluate_rows(rules, rows)
     checked = [r["partition_key"] for r in rows]
@@ -132,7 +148,15 @@ def check_and_land(
         [o.rule.id for o in outcomes],
         {o.rule.id: o.failing_partitions for o in outcomes},
     )
+    if policy_changed and digest is not None:
+        catalog.state.set_meta(CHECKED_POLICY, digest)
     return rows, outcomes
+
+
+def catalogued_keys(catalog: Catalog) -> list[str]:
+    """Every version with a ``videos`` row (what a change of policy must check again)."""
+    _, rows = catalog.query("SELECT partition_key FROM videos")
+    return [row[0] for row in rows]
 
 
 def failed_rules_by_version(outcomes: Sequence[RuleOutcome]) -> dict[str, list[str]]:
