@@ -465,7 +465,7 @@ def test_ids_outside_the_grammar_are_refused(rule_id: str, shown: str) -> None:
     with pytest.raises(PolicyError) as info:
         load_policy(one_rule(body))
     assert str(info.value) == (
-        f"rule #1: id must be 1 to {MAX_ID_LENGTH} letters, digits, '_', '-' or '.', "
+        f"rule #1: id must be 1 to {MAX_ID_LENGTH} ASCII letters, digits, '_', '-' or '.', "
         f"starting with a letter, digit or '_', got {shown}"
     )
 

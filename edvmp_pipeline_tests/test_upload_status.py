@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import unicodedata
 from pathlib import Path
 
 import dagster as dg
@@ -203,6 +204,21 @@ def test_status_pending_after_the_sensor_registered_it(
     assert report["object_key"] == "phone_portrait.mp4"
     human = edvmp(env, "status", job)
     assert "state:      PENDING" in human.stdout and "run:        none yet" in human.stdout
+
+
+def test_status_takes_a_job_id_spelled_decomposed(
+    env: dict[str, str], samples: Path, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job id pasted through a tool that decomposes accents (NFD) names the same job."""
+    job = edvmp(env, "upload", str(samples / "ugc/phone_portrait.mp4"), "--key", "café.mp4")
+    assert job.returncode == 0, job.stderr
+    assert len(sensor_tick(env, s3_bucket, monkeypatch)) == 1  # registered, PENDING
+    decomposed = unicodedata.normalize("NFD", job.stdout.strip())
+    assert decomposed != job.stdout.strip()
+    done = edvmp(env, "status", decomposed)
+    assert done.returncode == 0, done.stderr
+    assert f"job:        {job.stdout.strip()}" in done.stdout
+    assert "state:      PENDING" in done.stdout
 
 
 def test_status_of_succeeded_and_failed_jobs(

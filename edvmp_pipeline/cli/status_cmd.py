@@ -15,6 +15,7 @@ import argparse
 import math
 import sys
 import time
+import unicodedata
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -347,7 +348,9 @@ def run(args: argparse.Namespace) -> int:
     """Print the job's state; exit 0 found/succeeded, 1 failed, 2 unknown, 4 timed out."""
     from edvmp_pipeline.domain.partition_keys import is_valid_partition_key
 
-    job = args.job.strip()
+    # A job id's slug is NFC (partition_keys): an id pasted through a tool that decomposes
+    # accents (macOS file names, some terminals) names the same job.
+    job = unicodedata.normalize("NFC", args.job.strip())
     if not is_valid_partition_key(job):
         raise ConfigError(
             f"not a job id: {job!r} (expected a partition key like "

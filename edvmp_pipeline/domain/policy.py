@@ -18,11 +18,11 @@ lists) or ``equals``. Loading is strict: a typo in a policy must fail loudly at 
 than silently check nothing, so every problem raises :class:`PolicyError` naming the rule.
 
 Rule ids are what people write (``max-duration``, ``codec.video``, ``R_001``): 1 to
-:data:`MAX_ID_LENGTH` letters, digits, ``_``, ``-`` and ``.``, starting with a letter, digit or
-underscore. The id is what the ``checks`` table, the verdict index and ``edvmp check`` show;
-the Dagster asset check gets :func:`check_name_for` of it, since Dagster names allow only
-``[A-Za-z0-9_]``. Numbers in rules must be finite: ``.nan`` or ``.inf`` would make a rule that
-every video fails (or none), which is a typo, not a policy.
+:data:`MAX_ID_LENGTH` ASCII letters, digits, ``_``, ``-`` and ``.``, starting with a letter,
+digit or underscore. The id is what the ``checks`` table, the verdict index and
+``edvmp check`` show; the Dagster asset check gets :func:`check_name_for` of it, since
+Dagster names allow only ``[A-Za-z0-9_]``. Numbers in rules must be finite: ``.nan`` or
+``.inf`` would make a rule that every video fails (or none), which is a typo, not a policy.
 
 How a policy reaches Dagster depends on its size (:func:`check_groups`). Each Dagster asset
 check costs every run about three event-log writes (evaluation planned, step output,
@@ -387,7 +387,7 @@ def _parse_rule(index: int, raw: Any, seen: set[str]) -> Rule:
     # fullmatch: "$" alone would let a trailing newline through.
     if not isinstance(rule_id, str) or not _RULE_ID.fullmatch(rule_id):
         raise PolicyError(
-            f"{label}: id must be 1 to {MAX_ID_LENGTH} letters, digits, '_', '-' or '.', "
+            f"{label}: id must be 1 to {MAX_ID_LENGTH} ASCII letters, digits, '_', '-' or '.', "
             f"starting with a letter, digit or '_', got {_type_name(rule_id)}"
         )
     label = f"rule {rule_id!r}"
