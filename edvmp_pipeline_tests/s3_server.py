@@ -15,6 +15,9 @@ Fixtures:
     A boto3 S3 client for that server.
 ``s3_bucket`` (function)
     The name of a fresh, empty, uniquely named bucket, deleted again afterwards.
+``s3_home`` (function)
+    A fresh ``EDVMP_HOME`` with every setting pointed at that server and bucket
+    (:func:`configure_s3_env`).
 
 Tests using any of them get the ``s3`` marker, so ``-m "not s3"`` skips them.
 """
@@ -25,7 +28,9 @@ import os
 import re
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
+import boto3
 import pytest
 from botocore.client import BaseClient
 from botocore.exceptions import BotoCoreError, ClientError
@@ -41,7 +46,7 @@ from edvmp_pipeline.devtools.stack import (
     stack_up,
 )
 
-_S3_FIXTURES = frozenset({"s3_stack", "s3_client", "s3_bucket"})
+_S3_FIXTURES = frozenset({"s3_stack", "s3_client", "s3_bucket", "s3_home"})
 # The private stack's data is thrown away, so a clean ~15 s SIGTERM stop buys nothing.
 _TEARDOWN_GRACE_S = 0.5
 
@@ -144,3 +149,39 @@ def s3_bucket(s3_client: BaseClient, request: pytest.FixtureRequest) -> Iterator
         yield name
     finally:
         delete_test_bucket(s3_client, name)
+
+
+def configure_s3_env(monkeypatch: pytest.MonkeyPatch, stack: StackSettings, bucket: str) -> None:
+    """Point every EDVMP_*/AWS_* setting at ``stack`` and ``bucket``, sensor limits at defaults.
+
+    Also starts a new boto3 default session: it keeps the credentials it resolved first for
+    the life of the process, and another test may have used another stack's keys.
+    """
+    for name, value in {**stack.env(), "EDVMP_BUCKET": bucket}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    for name in (
+        "AWS_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "EDVMP_PREFIX",
+        "EDVMP_VIDEO_EXTENSIONS",
+        "EDVMP_SENSOR_MAX_PAGES",
+        "EDVMP_SENSOR_MAX_RUNS",
+        "EDVMP_SENSOR_PAGE_SIZE",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def s3_home(
+    tmp_path: Path, s3_stack: StackSettings, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
+    """A fresh EDVMP_HOME whose settings point at ``s3_stack`` and the test's bucket (its
+    own Dagster instance and catalog under it)."""
+    configure_s3_env(monkeypatch, s3_stack, s3_bucket)
+    monkeypatch.setenv("EDVMP_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    monkeypatch.delenv("EDVMP_CATALOG", raising=False)
+    yield tmp_path / "home"
+    # Code under test may set DAGSTER_HOME itself (get_instance), past monkeypatch's reach.
+    os.environ.pop("DAGSTER_HOME", None)

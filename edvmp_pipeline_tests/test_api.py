@@ -31,6 +31,7 @@ from edvmp_pipeline.catalog.store import Catalog
 from edvmp_pipeline.devtools.sample_media import generate_samples
 from edvmp_pipeline.devtools.stack import StackSettings
 from edvmp_pipeline.services.api_jobs import UploadSettings
+from edvmp_pipeline_tests.api_support import users_file, wait_http
 from edvmp_pipeline_tests.dagster_dev import (
     DagsterDev,
     free_port,
@@ -76,27 +77,6 @@ class Server:
         return {"Authorization": f"Bearer {self.token(user)}"}
 
 
-def wait_http(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"{url} did not answer in {timeout}s")
-
-
-def users_file(folder: Path) -> Path:
-    path = folder / "users.yaml"
-    lines = ["users:"]
-    for name, password in PASSWORDS.items():
-        lines += [f"  {name}:", f'    password_hash: "{hash_password(password)}"']
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
 @pytest.fixture(scope="module")
 def server(
     s3_stack: StackSettings, s3_client: BaseClient, tmp_path_factory: pytest.TempPathFactory
@@ -110,7 +90,7 @@ def server(
         {**s3_stack.env(), "EDVMP_BUCKET": bucket},
         {
             "EDVMP_API_SECRET": SECRET,
-            "EDVMP_API_USERS": str(users_file(tmp)),
+            "EDVMP_API_USERS": str(users_file(tmp, PASSWORDS)),
             "EDVMP_API_MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
         },
     )

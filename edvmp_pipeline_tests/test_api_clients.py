@@ -19,8 +19,8 @@ import httpx
 import pytest
 from botocore.client import BaseClient
 
-from edvmp_pipeline.api.auth import hash_password
 from edvmp_pipeline.devtools.stack import StackSettings
+from edvmp_pipeline_tests.api_support import users_file, wait_http
 from edvmp_pipeline_tests.dagster_dev import free_port, prepare_homes, stack_env
 from edvmp_pipeline_tests.s3_server import create_test_bucket, delete_test_bucket
 
@@ -31,20 +31,6 @@ SECRET = "test-secret-" + "c" * 40
 PASSWORDS = {"carol": "carol's long passphrase", "dave": "dave's other passphrase"}
 
 
-def wait_http(url: str, timeout: float = 60) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"{url} did not answer in {timeout}s")
-
-
 @pytest.fixture(scope="module")
 def api(
     s3_stack: StackSettings, s3_client: BaseClient, tmp_path_factory: pytest.TempPathFactory
@@ -53,11 +39,7 @@ def api(
     bucket = create_test_bucket(s3_client, "apicl")
     home = tmp / "home"
     prepare_homes(home)
-    users = tmp / "users.yaml"
-    lines = ["users:"]
-    for name, password in PASSWORDS.items():
-        lines += [f"  {name}:", f'    password_hash: "{hash_password(password)}"']
-    users.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    users = users_file(tmp, PASSWORDS)
     env = stack_env(
         home,
         {**s3_stack.env(), "EDVMP_BUCKET": bucket},

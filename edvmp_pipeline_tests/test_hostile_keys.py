@@ -31,9 +31,9 @@ from edvmp_pipeline.domain.partition_keys import is_valid_partition_key, partiti
 from edvmp_pipeline.domain.video_filter import DEFAULT_VIDEO_EXTENSIONS, skip_reason
 from edvmp_pipeline.services.ingest import MISSING_RETRY_ATTEMPTS, missing_but_back
 from edvmp_pipeline.services.uploads import job_id_for, presign_upload, put_file
+from edvmp_pipeline_tests.s3_server import configure_s3_env
 from edvmp_pipeline_tests.test_object_sensor import (
     SensorDriver,
-    configure_s3_env,
     run_request_in_process,
 )
 
@@ -94,14 +94,9 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, bytes]:
 
 
 @pytest.fixture
-def home(
-    tmp_path: Path, s3_stack: StackSettings, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
-) -> Path:
-    configure_s3_env(monkeypatch, s3_stack, s3_bucket)
-    monkeypatch.setenv("EDVMP_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    monkeypatch.delenv("EDVMP_CATALOG", raising=False)
-    return tmp_path / "home"
+def home(s3_home: Path) -> Path:
+    """This module's home: pointed at the test's S3 bucket."""
+    return s3_home
 
 
 def listing(client: BaseClient, bucket: str) -> dict[str, str]:

@@ -22,7 +22,6 @@ from edvmp_pipeline.defs.in_process_runs import ingest_in_process as ingest
 from edvmp_pipeline.devtools.sample_media import generate_samples
 from edvmp_pipeline.devtools.stack import StackSettings
 from edvmp_pipeline.domain.partition_keys import is_valid_partition_key, partition_key_for
-from edvmp_pipeline_tests.test_object_sensor import configure_s3_env
 
 # sample file → S3 key: unicode, spaces, commas, brackets, nested prefixes.
 UPLOADS = {
@@ -65,14 +64,9 @@ def big_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def home(
-    tmp_path: Path, s3_stack: StackSettings, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
-) -> Path:
-    configure_s3_env(monkeypatch, s3_stack, s3_bucket)
-    monkeypatch.setenv("EDVMP_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    monkeypatch.delenv("EDVMP_CATALOG", raising=False)
-    return tmp_path / "home"
+def home(s3_home: Path) -> Path:
+    """This module's home: pointed at the test's S3 bucket."""
+    return s3_home
 
 
 @pytest.fixture

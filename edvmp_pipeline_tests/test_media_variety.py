@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import struct
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,7 +29,6 @@ from botocore.client import BaseClient
 
 from edvmp_pipeline.adapters.prober import FfprobeProber
 from edvmp_pipeline.defs.in_process_runs import ingest_in_process as ingest
-from edvmp_pipeline.devtools.stack import StackSettings
 from edvmp_pipeline.domain.container_structure import (
     apng_frame_count,
     bytes_reader,
@@ -51,7 +49,6 @@ from edvmp_pipeline_tests.media_factory import (
     ffmpeg_available,
     probe_json,
 )
-from edvmp_pipeline_tests.test_object_sensor import configure_s3_env
 
 pytestmark = pytest.mark.skipif(not ffmpeg_available(), reason="ffmpeg/ffprobe not installed")
 
@@ -351,18 +348,6 @@ def test_ingest_gives_rows_or_one_line_failures(
         ("clip.flv", "flv1", 160, 120, 25.0, 2.0, "aac"),
         ("slideshow.mkv", "png", 160, 120, 25.0, 2.0, None),
     ]
-
-
-@pytest.fixture
-def s3_home(
-    tmp_path: Path, s3_stack: StackSettings, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Path]:
-    configure_s3_env(monkeypatch, s3_stack, s3_bucket)
-    monkeypatch.setenv("EDVMP_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    monkeypatch.delenv("EDVMP_CATALOG", raising=False)
-    yield tmp_path / "home"
-    os.environ.pop("DAGSTER_HOME", None)
 
 
 def test_bucket_ingest_reads_the_new_structures_through_presigned_urls(

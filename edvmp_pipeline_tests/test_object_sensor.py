@@ -38,6 +38,7 @@ from edvmp_pipeline.defs.sensors.run_requests import launched_run_keys
 from edvmp_pipeline.defs.tags import RUN_KEY_TAG, TAG_ETAG, TAG_OBJECT_KEY, TAG_SOURCE, TAG_TRIGGER
 from edvmp_pipeline.devtools.stack import StackSettings
 from edvmp_pipeline.domain.partition_keys import partition_key_for
+from edvmp_pipeline_tests.s3_server import configure_s3_env
 
 # --- the daemon, as far as the sensor can tell ---------------------------------------------
 
@@ -156,27 +157,6 @@ def catalog(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Catalog:
     root = tmp_path / "catalog"
     monkeypatch.setenv("EDVMP_CATALOG", str(root))
     return Catalog(root).ensure()
-
-
-def configure_s3_env(monkeypatch: pytest.MonkeyPatch, stack: StackSettings, bucket: str) -> None:
-    """Point every EDVMP_*/AWS_* setting at ``stack`` and ``bucket``, sensor limits at defaults.
-
-    Also starts a new boto3 default session: it keeps the credentials it resolved first for
-    the life of the process, and another test may have used another stack's keys.
-    """
-    for name, value in {**stack.env(), "EDVMP_BUCKET": bucket}.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
-    for name in (
-        "AWS_PROFILE",
-        "AWS_SESSION_TOKEN",
-        "EDVMP_PREFIX",
-        "EDVMP_VIDEO_EXTENSIONS",
-        "EDVMP_SENSOR_MAX_PAGES",
-        "EDVMP_SENSOR_MAX_RUNS",
-        "EDVMP_SENSOR_PAGE_SIZE",
-    ):
-        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture

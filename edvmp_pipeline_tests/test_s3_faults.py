@@ -39,9 +39,9 @@ from edvmp_pipeline.devtools.stack import (
 from edvmp_pipeline.domain.records import ObjectVersion
 from edvmp_pipeline.services.incidents import due_redrives
 from edvmp_pipeline.services.processing import RetrySettings
+from edvmp_pipeline_tests.s3_server import configure_s3_env
 from edvmp_pipeline_tests.test_object_sensor import (
     SensorDriver,
-    configure_s3_env,
     pk,
     put,
     run_key,

@@ -21,8 +21,8 @@ from edvmp_pipeline.domain.errors import ConfigError
 from edvmp_pipeline.domain.records import ObjectVersion
 from edvmp_pipeline_tests.cli_support import SAMPLE_BROKEN, SAMPLE_GOOD, run_edvmp
 from edvmp_pipeline_tests.media_factory import ffmpeg_available
+from edvmp_pipeline_tests.s3_server import configure_s3_env
 from edvmp_pipeline_tests.test_catalog import _record
-from edvmp_pipeline_tests.test_object_sensor import configure_s3_env
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import os
 import random
 import struct
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -37,7 +37,6 @@ from edvmp_pipeline.domain.errors import MediaRejected, ObjectMissing
 from edvmp_pipeline.domain.probe_normalise import classify_probe_failure
 from edvmp_pipeline_tests.cli_support import catalog_at
 from edvmp_pipeline_tests.media_factory import ffmpeg_available
-from edvmp_pipeline_tests.test_object_sensor import configure_s3_env
 
 pytestmark = pytest.mark.skipif(not ffmpeg_available(), reason="ffmpeg/ffprobe not installed")
 
@@ -389,18 +388,6 @@ def test_ingest_of_a_folder_fails_the_truncated_versions(library: Path, home: Pa
     assert "'mdat' box needs" in outcome["cut/faststart_97.mp4"][2]
     _, rows = catalog_at(home).query("SELECT object_key FROM videos ORDER BY 1")
     assert [r[0] for r in rows] == sorted(INTACT)
-
-
-@pytest.fixture
-def s3_home(
-    tmp_path: Path, s3_stack: StackSettings, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Path]:
-    configure_s3_env(monkeypatch, s3_stack, s3_bucket)
-    monkeypatch.setenv("EDVMP_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    monkeypatch.delenv("EDVMP_CATALOG", raising=False)
-    yield tmp_path / "home"
-    os.environ.pop("DAGSTER_HOME", None)
 
 
 def test_ingest_of_a_bucket_fails_the_truncated_versions(
