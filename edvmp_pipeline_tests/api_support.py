@@ -1,14 +1,20 @@
-"""What the tests of the jobs API share: a users file and waiting for a real server."""
+"""What the tests of the jobs API share: a users file and a real ``edvmp serve``."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
 from edvmp_pipeline.api.auth import hash_password
+from edvmp_pipeline_tests.dagster_dev import free_port
+
+EDVMP = str(Path(sys.executable).with_name("edvmp"))
 
 
 def users_file(folder: Path, passwords: Mapping[str, str]) -> Path:
@@ -33,3 +39,24 @@ def wait_http(url: str, timeout: float = 60) -> None:
             pass
         time.sleep(0.2)
     raise AssertionError(f"{url} did not answer in {timeout}s")
+
+
+@contextmanager
+def serving(env: Mapping[str, str], log: Path) -> Iterator[str]:
+    """``edvmp serve`` (uvicorn) on a free loopback port with ``env``, its output in ``log``;
+    yields its base URL once ``/healthz`` answers, and stops it afterwards."""
+    port = free_port()
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [EDVMP, "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=dict(env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/healthz")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

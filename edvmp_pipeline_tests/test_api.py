@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from edvmp_pipeline.catalog.store import Catalog
 from edvmp_pipeline.devtools.sample_media import generate_samples
 from edvmp_pipeline.devtools.stack import StackSettings
 from edvmp_pipeline.services.api_jobs import UploadSettings
-from edvmp_pipeline_tests.api_support import users_file, wait_http
+from edvmp_pipeline_tests.api_support import EDVMP, serving, users_file
 from edvmp_pipeline_tests.dagster_dev import (
     DagsterDev,
     free_port,
@@ -47,7 +46,6 @@ pytestmark = [
     pytest.mark.timeout(300),
 ]
 
-EDVMP = str(Path(sys.executable).with_name("edvmp"))
 SECRET = "test-secret-" + "x" * 40
 MAX_UPLOAD = 10 * 1024 * 1024
 PASSWORDS = {"alice": "correct horse battery staple", "bob": "hunter2-but-longer"}
@@ -97,23 +95,12 @@ def server(
     dev = start_dagster_dev(env, tmp / "dagster-dev.log")
     samples = tmp / "samples"
     generate_samples(samples)
-    port = free_port()
     log = tmp / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [EDVMP, "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
     try:
-        url = f"http://127.0.0.1:{port}"
-        wait_http(f"{url}/healthz")
-        dev.wait_until_ready()
-        yield Server(url=url, home=home, samples=samples, dev=dev, log=log)
+        with serving(env, log) as url:
+            dev.wait_until_ready()
+            yield Server(url=url, home=home, samples=samples, dev=dev, log=log)
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
         dev.stop()
         delete_test_bucket(s3_client, bucket)
 

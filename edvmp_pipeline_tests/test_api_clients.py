@@ -10,23 +10,19 @@ str}``), since generated clients deserialise by that schema."""
 from __future__ import annotations
 
 import base64
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 from botocore.client import BaseClient
 
 from edvmp_pipeline.devtools.stack import StackSettings
-from edvmp_pipeline_tests.api_support import users_file, wait_http
-from edvmp_pipeline_tests.dagster_dev import free_port, prepare_homes, stack_env
+from edvmp_pipeline_tests.api_support import serving, users_file
+from edvmp_pipeline_tests.dagster_dev import prepare_homes, stack_env
 from edvmp_pipeline_tests.s3_server import create_test_bucket, delete_test_bucket
 
 pytestmark = pytest.mark.timeout(120)
 
-EDVMP = str(Path(sys.executable).with_name("edvmp"))
 SECRET = "test-secret-" + "c" * 40
 PASSWORDS = {"carol": "carol's long passphrase", "dave": "dave's other passphrase"}
 
@@ -45,22 +41,11 @@ def api(
         {**s3_stack.env(), "EDVMP_BUCKET": bucket},
         {"EDVMP_API_SECRET": SECRET, "EDVMP_API_USERS": str(users)},
     )
-    port = free_port()
     log = tmp / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [EDVMP, "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
     try:
-        url = f"http://127.0.0.1:{port}"
-        wait_http(f"{url}/healthz")
-        yield url
+        with serving(env, log) as url:
+            yield url
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
         text = log.read_text(encoding="utf-8", errors="replace")
         delete_test_bucket(s3_client, bucket)
         assert "Traceback" not in text, text[-3000:]
