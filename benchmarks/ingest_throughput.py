@@ -6,8 +6,11 @@ Generates N small videos (ffmpeg lavfi), then times (a) ffprobe over every file 
 many parallel workers as cores — the practical limit — and (b) ``edvmp ingest`` of the same
 folder as a subprocess (fresh EDVMP_HOME, so everything is new; one Dagster run), and prints
 a table with both wall times and their ratio. ``--dagster-home`` runs the ingest on another
-instance storage (a dagster.yaml naming Postgres, say). Targets: within 1.25x of raw ffprobe at 200
-files, 1.1x at 1,000.
+instance storage (a dagster.yaml naming Postgres, say). ``--in-memory`` adds a row for the
+same ingest on Dagster's in-memory instance (``DagsterInstance.ephemeral()``): no event reaches
+a disk, so the gap between the two rows is what the instance storage costs, and the gap to raw
+ffprobe what is left of Dagster's event handling and of edvmp itself. Targets: within 1.25x of
+raw ffprobe at 200 files, 1.1x at 1,000.
 """
 
 from __future__ import annotations
@@ -101,6 +104,39 @@ def edvmp_ingest(
     return elapsed, done.stdout
 
 
+def edvmp_ingest_in_memory(folder: Path, home: Path, workers: int) -> float:
+    """The same ingest in a fresh process, with the runs on an in-memory Dagster instance."""
+    env = {**os.environ, "EDVMP_HOME": str(home)}
+    env.pop("DAGSTER_HOME", None)
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, __file__, "--in-memory-child", str(folder), "--workers", str(workers)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"in-memory ingest failed ({done.returncode}): {done.stderr}")
+    return elapsed
+
+
+def _in_memory_child(folder: str, workers: int) -> None:
+    import dagster as dg
+
+    from edvmp_pipeline.defs.in_process_runs import InProcessRuns
+    from edvmp_pipeline.services.ingest import ingest
+
+    report = ingest(
+        folder, runs=InProcessRuns(given=dg.DagsterInstance.ephemeral()), workers=workers
+    )
+    if not report.all_ok or not report.processed:
+        raise SystemExit(
+            f"in-memory ingest: {len(report.failed)} failed of {len(report.processed)}"
+        )
+
+
 def _runs(out: str) -> str:
     """How many Dagster runs the ingest printed (``dagster runs: ID, ID``)."""
     line = next((x for x in out.splitlines() if x.startswith("dagster runs:")), "")
@@ -117,7 +153,16 @@ def main() -> None:
         help="an existing DAGSTER_HOME (its dagster.yaml names the instance storage, e.g. "
         "Postgres); default: a fresh SQLite instance inside the temporary EDVMP_HOME",
     )
+    parser.add_argument(
+        "--in-memory",
+        action="store_true",
+        help="also time the ingest on Dagster's in-memory instance (what the storage costs)",
+    )
+    parser.add_argument("--in-memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.in_memory_child:
+        _in_memory_child(args.in_memory_child, args.workers)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         paths = make_videos(folder, args.n)
@@ -126,11 +171,18 @@ def main() -> None:
         home = folder / "home"
         ingest_s, out = edvmp_ingest(folder / "library", home, args.workers, args.dagster_home)
         again_s, again_out = edvmp_ingest(folder / "library", home, args.workers, args.dagster_home)
+        memory_s = (
+            edvmp_ingest_in_memory(folder / "library", folder / "home-in-memory", args.workers)
+            if args.in_memory
+            else None
+        )
     rows = [
         ("raw ffprobe, parallel", args.n, args.workers, raw, 1.0),
         (f"edvmp ingest (all new, {_runs(out)})", args.n, args.workers, ingest_s, ingest_s / raw),
         ("edvmp ingest again (0 new)", args.n, args.workers, again_s, again_s / raw),
     ]
+    if memory_s is not None:
+        rows.append(("same, in-memory Dagster", args.n, args.workers, memory_s, memory_s / raw))
     print(f"{'what':<32} {'files':>6} {'workers':>8} {'wall s':>8} {'ms/file':>8} {'x raw':>6}")
     for name, n, w, secs, ratio in rows:
         print(f"{name:<32} {n:>6} {w:>8} {secs:>8.2f} {secs / n * 1000:>8.1f} {ratio:>6.2f}")
