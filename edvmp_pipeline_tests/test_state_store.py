@@ -312,6 +312,42 @@ def test_two_processes_claiming_the_same_versions_process_each_once(tmp_path: Pa
     assert raw == [(len(KEYS), len(KEYS))], "no lost and no doubled result rows"
 
 
+OPENER = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from edvmp_pipeline.catalog.state_store import SqliteStateStore
+    from edvmp_pipeline.domain.records import ObjectVersion
+    root, start, tag = Path(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+    time.sleep(max(0.0, start - time.time()))
+    for i in range(int(sys.argv[4])):
+        store = SqliteStateStore(root / f"fresh-{i}" / "state.db")
+        store.register([(f"{tag}-{i}", ObjectVersion("src", f"{tag}.mp4", tag, 1, None))], tag)
+    """
+)
+
+
+def test_processes_racing_to_create_a_fresh_store_all_succeed(tmp_path: Path) -> None:
+    # Two ingests on a fresh home create the state store at the same moment: switching a
+    # new file to WAL can answer "database is locked" whatever the busy timeout.
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    start, n_files, n_procs = time.time() + 2.0, 15, 6
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", OPENER, str(tmp_path), str(start), f"p{j}", str(n_files)],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for j in range(n_procs)
+    ]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * n_procs, errors
+    for i in range(n_files):
+        store = SqliteStateStore(tmp_path / f"fresh-{i}" / "state.db")
+        assert len(store.get_many([f"p{j}-{i}" for j in range(n_procs)])) == n_procs
+
+
 # --- compaction -----------------------------------------------------------------------------
 
 APPENDER = textwrap.dedent(

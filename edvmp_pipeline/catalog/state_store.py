@@ -20,6 +20,7 @@ import os
 import socket
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
@@ -479,11 +480,28 @@ class SqliteStateStore:
 
     def _create(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Racing first users (two ingests on a fresh home) can meet SQLITE_BUSY where the
+        # busy timeout does not apply: switching a new file to WAL needs it exclusive. Every
+        # statement below is idempotent, so the loser simply tries again.
+        deadline = time.monotonic() + self._timeout
+        delay = 0.01
+        while True:
+            try:
+                self._create_once()
+                return
+            except sqlite3.OperationalError as exc:
+                busy = "locked" in str(exc) or "busy" in str(exc)
+                if not busy or time.monotonic() + delay > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
+
+    def _create_once(self) -> None:
         con = self._open()
         try:
-            # WAL is a property of the file: set once, kept by every later connection. Every
-            # statement of the schema is idempotent, so racing first users are harmless.
-            con.execute("PRAGMA journal_mode = WAL")
+            # WAL is a property of the file: set once, kept by every later connection.
+            if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                con.execute("PRAGMA journal_mode = WAL")
             con.executescript(_SCHEMA)
             _add_missing_columns(con)
             con.executescript(counters.SCHEMA)
