@@ -233,3 +233,82 @@ def test_dagster_cli_materialises_registered_partitions(
     assert done.returncode == 0, done.stderr[-2000:]
     _, rows = catalog_at(home).query("SELECT count(*) FROM videos")
     assert rows == [(5,)]
+
+
+# --- versions registered, then deleted or replaced before they were processed ---------------
+
+
+def _pk_of(report, key: str) -> str:
+    (pk,) = [pk for pk, v in report.versions.items() if v.object_key == key]
+    return pk
+
+
+def test_a_registered_version_whose_file_is_deleted_fails_instead_of_waiting(
+    library: Path, home: Path
+) -> None:
+    # An ingest (or `edvmp register`) stopped after registering; the file went meanwhile.
+    registered = ingest(str(library), register_only=True)
+    gone = _pk_of(registered, "marketing/launch_teaser.mp4")
+    (library / "marketing/launch_teaser.mp4").unlink()
+
+    report = ingest(str(library))
+    assert report.unlisted == [gone]
+    assert report.states[gone].status == "FAILED"
+    assert report.states[gone].error_class == "object_missing"
+    assert "marketing/launch_teaser.mp4" in (report.states[gone].error or "")
+    assert gone in report.failed and len(report.succeeded) == 4
+    assert catalog_at(home).state.latest_incident(gone) is not None
+    # Dagster shows the attempt: Failed, not Missing.
+    instance = dg.DagsterInstance.get()
+    failed = instance.get_status_by_partition(
+        dg.AssetKey("video_metadata"), [gone], dg.DynamicPartitionsDefinition(name="videos")
+    )
+    assert failed == {gone: dg.AssetPartitionStatus.FAILED}
+
+    # Nothing is left waiting, and the next ingest does not take it again.
+    assert catalog_at(home).state.pending_versions() == []
+    assert ingest(str(library)).unlisted == []
+
+
+def _same_size_other_bytes(path: Path) -> None:
+    """Change bytes in the middle (inside the media data), keep the size, move the mtime."""
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 16] = bytes(255 - b for b in data[middle : middle + 16])
+    st = path.stat()
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
+    assert path.stat().st_size == st.st_size
+
+
+def test_a_same_size_replacement_is_not_catalogued_as_the_registered_version(
+    library: Path, home: Path
+) -> None:
+    registered = ingest(str(library), register_only=True)
+    old = _pk_of(registered, "ugc/phone_portrait.mp4")
+    _same_size_other_bytes(library / "ugc/phone_portrait.mp4")
+
+    report = ingest(str(library))
+    new = [pk for pk in report.new if report.versions[pk].object_key == "ugc/phone_portrait.mp4"]
+    assert len(new) == 1 and report.unlisted == [old]
+    assert report.states[new[0]].status == "SUCCEEDED"
+    old_state = report.states[old]
+    assert (old_state.status, old_state.error_class) == ("FAILED", "object_missing")
+    assert "other content" in (old_state.error or "")
+    _, rows = catalog_at(home).query(
+        "SELECT partition_key FROM videos WHERE object_key = 'ugc/phone_portrait.mp4'"
+    )
+    assert rows == [(new[0],)], "the new bytes were catalogued as the old version"
+
+
+def test_a_touched_file_is_still_its_registered_version(library: Path, home: Path) -> None:
+    registered = ingest(str(library), register_only=True)
+    pk = _pk_of(registered, "training/silent_screencast.mkv")
+    path = library / "training/silent_screencast.mkv"
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
+
+    report = ingest(str(library))
+    # Same bytes, so the same version: listed again and processed, not taken for replaced.
+    assert report.unlisted == [] and pk in report.pending
+    assert report.states[pk].status == "SUCCEEDED"

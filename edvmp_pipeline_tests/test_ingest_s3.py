@@ -208,3 +208,28 @@ def test_cli_exit_status_for_a_missing_bucket_and_wrong_credentials(
     assert unknown.returncode == 2 and "access denied" in unknown.stderr
     for done in (missing, wrong, unknown):
         assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+def test_a_registered_object_deleted_or_replaced_before_its_run_fails_once(
+    home: Path, sample_library: Path, s3_client: BaseClient, s3_bucket: str
+) -> None:
+    upload_library(s3_client, s3_bucket, sample_library)
+    registered = ingest(f"s3://{s3_bucket}/ugc/", register_only=True)
+    by_key = {v.object_key: pk for pk, v in registered.versions.items()}
+    deleted, replaced = "ugc/clip vp9, opus.webm", "ugc/phone portrait (1).mp4"
+    s3_client.delete_object(Bucket=s3_bucket, Key=deleted)
+    s3_client.upload_file(str(sample_library / "marketing/launch_teaser.mp4"), s3_bucket, replaced)
+
+    # Only the part of the bucket listed: a PENDING version elsewhere is not this ingest's.
+    report = ingest(f"s3://{s3_bucket}/ugc/")
+    assert sorted(report.unlisted) == sorted([by_key[deleted], by_key[replaced]])
+    for key, words in ((deleted, "object missing"), (replaced, "object replaced")):
+        state = report.states[by_key[key]]
+        assert (state.status, state.error_class) == ("FAILED", "object_missing"), key
+        assert words in (state.error or "").lower(), state.error
+    (new,) = report.new
+    assert report.versions[new].object_key == replaced
+    assert report.states[new].status == "SUCCEEDED"
+    assert Catalog(home / "catalog").state.pending_versions() == []
+    again = ingest(f"s3://{s3_bucket}/ugc/")
+    assert again.unlisted == [] and again.processed == []

@@ -91,6 +91,16 @@ def test_register_inserts_only_absent_versions(store) -> None:
     assert set(store.get_many(["a", "c", "nope"])) == {"a", "c"}
 
 
+def test_pending_versions_are_those_waiting_to_be_processed(store) -> None:
+    store.register([("a", _v("a")), ("b", _v("b")), ("c", _v("c"))], "t")
+    assert [s.partition_key for s in store.pending_versions()] == ["a", "b", "c"]
+    store.claim(["a"], "run1")
+    store.claim(["b"], "run1")
+    store.mark_failed({"b": ("corrupt_media", "bad")}, "run1")
+    (c,) = store.pending_versions()
+    assert (c.partition_key, c.status, c.object_key) == ("c", PENDING, "c")
+
+
 def test_claim_transitions_are_conditional(store) -> None:
     store.register([("a", _v("a")), ("b", _v("b"))], "t")
     assert set(store.claim(["a", "b"], "run1")) == {"a", "b"}

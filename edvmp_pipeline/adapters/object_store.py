@@ -26,7 +26,7 @@ import botocore.utils
 import dagster as dg
 from botocore.config import Config
 
-from edvmp_pipeline.adapters.content_hash import ContentHashCache, NotRegularFile
+from edvmp_pipeline.adapters.content_hash import ContentHashCache, NotRegularFile, hash_file
 from edvmp_pipeline.adapters.s3_errors import Throttled, translate_s3_error
 from edvmp_pipeline.domain.errors import (
     AccessDenied,
@@ -510,7 +510,28 @@ def _local_target(version: ObjectVersion) -> ProbeTarget:
             f"object changed: {shown} is {st.st_size} bytes, the listed version had "
             f"{version.size_bytes}; the new content is a new version"
         )
+    if _modified_since(version, st) and _content_hash(path) != version.etag:
+        # Same size, other bytes: probing it would catalogue the new content as this version.
+        raise ObjectMissing(
+            f"object replaced: {shown} has other content than the listed version (same "
+            "size, new modification time); the new content is a new version"
+        )
     return ProbeTarget(path, head)
+
+
+def _modified_since(version: ObjectVersion, st: os.stat_result) -> bool:
+    """Whether the file's mtime differs from the listed version's (kept to microseconds)."""
+    if version.last_modified is None:
+        return False
+    return abs(st.st_mtime - version.last_modified.timestamp()) > 2e-6
+
+
+def _content_hash(path: str) -> str | None:
+    """The file's content hash as the listing computes it; None when it cannot be read."""
+    try:
+        return hash_file(Path(path))
+    except OSError:
+        return None
 
 
 # --- bounded range reads, for the container structure checks ---------------------------------

@@ -669,6 +669,19 @@ class DynamoDbStateStore:
         states = self.get_many(keys)
         return [states[k] for k in sorted(states) if states[k].run_id == run_id]
 
+    def pending_versions(self) -> list[JobState]:
+        """Every PENDING version (a Query on ``by_status``: as many as wait)."""
+        from boto3.dynamodb.conditions import Key
+
+        keys = [
+            i["partition_key"]
+            for i in self._query(
+                "versions", IndexName="by_status", KeyConditionExpression=Key("status").eq(PENDING)
+            )
+        ]
+        states = self.get_many(keys)
+        return [states[k] for k in sorted(states) if states[k].status == PENDING]
+
     def iter_jobs(
         self, columns: Sequence[str] = JOB_COLUMNS, batch: int = 10_000
     ) -> Iterator[list[tuple]]:

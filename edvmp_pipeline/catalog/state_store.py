@@ -221,6 +221,10 @@ class StateStore(Protocol):
 
     def in_run(self, run_id: str) -> list[JobState]: ...
 
+    def pending_versions(self) -> list[JobState]:
+        """Every PENDING version (an index read: as many as wait to be processed)."""
+        ...
+
     def record_incidents(
         self,
         run_id: str,
@@ -897,6 +901,14 @@ class SqliteStateStore:
         with self._read() as con:
             rows = con.execute(
                 "SELECT * FROM versions WHERE run_id = ? ORDER BY partition_key", [run_id]
+            ).fetchall()
+        return [_job(r) for r in rows]
+
+    def pending_versions(self) -> list[JobState]:
+        """Every PENDING version (an index read: as many as wait to be processed)."""
+        with self._read() as con:
+            rows = con.execute(
+                "SELECT * FROM versions WHERE status = ? ORDER BY partition_key", [PENDING]
             ).fetchall()
         return [_job(r) for r in rows]
 

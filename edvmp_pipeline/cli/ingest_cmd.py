@@ -50,7 +50,12 @@ def _print_report(report: IngestReport) -> None:
         f"{len(report.skipped)}, known failures {len(report.known_failures)}"
         + (f", to analyse {len(report.to_analyse)}" if report.to_analyse else "")
         + (f", retried {len(report.retried)}" if report.retried else "")
-        + (f", pending {len(report.pending)}" if report.pending else ""),
+        + (f", pending {len(report.pending)}" if report.pending else "")
+        + (
+            f", registered earlier but no longer listed {len(report.unlisted)}"
+            if report.unlisted
+            else ""
+        ),
         file=out,
     )
     if report.skipped_entries:

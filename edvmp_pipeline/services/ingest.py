@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from edvmp_pipeline.adapters.content_hash import ContentHashCache
 from edvmp_pipeline.adapters.object_store import (
@@ -18,7 +19,8 @@ from edvmp_pipeline.adapters.object_store import (
     object_store_from_env,
 )
 from edvmp_pipeline.catalog.opening import open_catalog
-from edvmp_pipeline.catalog.store import FAILED, SUCCEEDED, JobState
+from edvmp_pipeline.catalog.state_store import utcnow
+from edvmp_pipeline.catalog.store import FAILED, SUCCEEDED, Catalog, JobState
 from edvmp_pipeline.domain.errors import ObjectMissing
 from edvmp_pipeline.domain.partition_keys import partition_key_for
 from edvmp_pipeline.domain.records import ObjectVersion
@@ -70,6 +72,10 @@ class IngestReport:
     pending: list[str] = field(default_factory=list)
     """Versions registered but not processed yet (by `edvmp register`, or an ingest or run
     that stopped first), processed now."""
+    unlisted: list[str] = field(default_factory=list)
+    """PENDING versions of the source registered before this listing whose object it did not
+    list as that version (deleted, or replaced, since): processed, so that their run records
+    what became of them instead of leaving them PENDING for ever."""
     processed: list[str] = field(default_factory=list)
     run_ids: list[str] = field(default_factory=list)
     versions: dict[str, ObjectVersion] = field(default_factory=dict)
@@ -143,6 +149,7 @@ def ingest(
     # Before anything is listed or registered: a bad setting must not leave versions behind.
     runs.check_settings()
     store = object_store_from_env()
+    listing_started = utcnow()
     versions, skipped_entries = list_versions(spec, store)
     report = IngestReport(
         source=spec.source,
@@ -191,6 +198,11 @@ def ingest(
             # PENDING/RUNNING: registered by an ingest that stopped before its run finished.
             report.pending.append(pk)
             todo.append(pk)
+    if not report.incomplete:
+        for state in unlisted_pending(catalog, spec, set(by_key), listing_started):
+            report.unlisted.append(state.partition_key)
+            report.versions[state.partition_key] = state.version
+            todo.append(state.partition_key)
     if on_listed is not None:
         on_listed(len(todo))
 
@@ -198,7 +210,7 @@ def ingest(
     runs.add_partitions(todo)
     report.processed = todo
     if register_only:
-        report.states = catalog.job_states(list(by_key))
+        report.states = catalog.job_states(list(report.versions))
         return report
     if todo:
         report.run_ids = runs.run_batches(
@@ -210,6 +222,24 @@ def ingest(
             interrupted=interrupted,
             on_done=on_done,
         )
-    report.states = catalog.job_states(list(by_key))
+    report.states = catalog.job_states(list(report.versions))
     catalog.write_database_file()
     return report
+
+
+def unlisted_pending(
+    catalog: Catalog, spec: SourceSpec, listed: set[str], listing_started: datetime
+) -> list[JobState]:
+    """PENDING versions in the part of the source just listed, registered before the
+    listing began, that the listing did not return: their object was deleted or replaced
+    in between (an ingest or ``edvmp register`` stopped before processing them). No later
+    listing would return them either. The cost is the number of PENDING versions."""
+    return [
+        state
+        for state in catalog.state.pending_versions()
+        if state.source == spec.source
+        and state.object_key.startswith(spec.prefix)
+        and state.partition_key not in listed
+        and state.registered_at is not None
+        and state.registered_at < listing_started
+    ]
