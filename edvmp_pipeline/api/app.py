@@ -6,7 +6,7 @@ JSON ``detail``: a body over 64 KiB is a 413 before anything reads it (``body_li
 field of the wrong JSON type a 422 (the request models are strict: ``true`` or ``"12"`` is
 not a size); a backend that cannot be reached (state store, S3 signing) is a 503 with
 the reason, never a 500 with a trace. Query strings and JSON bodies are checked strictly
-before FastAPI parses them (``strict_input``: 415 for a body not sent as JSON, 422 for
+before FastAPI parses them (``strict_input``: 415 for a body not sent as plain JSON, 422 for
 duplicate keys, bad UTF-8, unknown query parameters), and every error status is declared
 in the OpenAPI schema as ``ErrorResponse``, the ``{"detail": str}`` the app sends. The API
 reads the state store and the catalog and presigns uploads; processing stays with the object
@@ -19,9 +19,9 @@ import logging
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 MAX_HISTORY = 200
 DEFAULT_HISTORY = 50
+# The order methods are listed in an Allow header (RFC 9110's order).
+_METHOD_ORDER = {m: i for i, m in enumerate(("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"))}
 
 
 @dataclass
@@ -83,7 +85,8 @@ _ERROR_MEANING = {
     404: "no such job, or not the caller's",
     409: "the job has no result (yet); its status is in the detail",
     413: f"request body over {MAX_BODY_BYTES} bytes, or size_bytes over the upload limit",
-    415: "a request body not sent as UTF-8 JSON (Content-Type: application/json)",
+    415: "a request body not sent as uncompressed UTF-8 JSON (one Content-Type: "
+    "application/json, no Content-Encoding)",
     422: "a refused field or query parameter, or a body that is not one strict JSON object",
     503: "the state store or S3 signing is unavailable",
 }
@@ -98,9 +101,21 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+# Response models declare every field the app always sends as required (no defaults): a
+# generated client types a field that is not required as optional ("Unset | str"), and these
+# are never left out. Times are ISO 8601 strings with their offset, declared as date-time.
+def _timestamp() -> Any:
+    return Field(json_schema_extra={"format": "date-time"})
+
+
+# The token and the presigned URL are credentials: no cache may keep them (RFC 6749 §5.1
+# for token responses; the upload URL is as good as a token for its key until it expires).
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
 class TokenResponse(BaseModel):
     access_token: str
-    token_type: str = "bearer"
+    token_type: Literal["bearer"]
     expires_in: int
 
 
@@ -121,17 +136,17 @@ class CreateJobResponse(BaseModel):
     s3_key: str
     upload_url: str
     expires_in: int
-    upload_method: str = "PUT"
+    upload_method: str = Field(description="the HTTP method of the upload: PUT")
     upload_headers: dict[str, str] = Field(
-        default_factory=dict, description="headers the PUT must send (they are signed)"
+        description="headers the PUT must send (they are signed)"
     )
 
 
 class JobResponse(BaseModel):
     job_id: str
-    status: str = Field(description=" | ".join(api_jobs.API_STATUSES))
-    created_at: str
-    updated_at: str
+    status: Literal[api_jobs.API_STATUSES]  # type: ignore[valid-type]
+    created_at: str = _timestamp()
+    updated_at: str = _timestamp()
     s3_bucket: str
     s3_key: str
     error_code: str | None
@@ -143,8 +158,9 @@ class ResultResponse(BaseModel):
     metadata: dict[str, Any]
     summary: dict[str, Any] | None
     checks: list[dict[str, Any]]
-    analysis: dict[str, Any] | None = None
-    """The media analysis (EDVMP_ANALYSIS=on) with its ``near_duplicates``; null without."""
+    analysis: dict[str, Any] | None = Field(
+        description="the media analysis (EDVMP_ANALYSIS=on), null without"
+    )
 
 
 class HistoryResponse(BaseModel):
@@ -153,6 +169,10 @@ class HistoryResponse(BaseModel):
 
 class IncidentsResponse(BaseModel):
     items: list[dict[str, Any]]
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"]
 
 
 _bearer = HTTPBearer(auto_error=False)
@@ -243,6 +263,9 @@ def create_app(config: ApiConfig) -> FastAPI:
         if "GET" in methods and "HEAD" not in methods:
             # The route that refused is the GET one; its HEAD twin is a route of its own.
             methods.append("HEAD")
+        # Starlette joins a set (its own routes, /docs and /openapi.json, said "HEAD, GET" or
+        # "GET, HEAD" depending on the process's hash seed): one order, whatever the process.
+        methods = sorted(set(methods), key=lambda m: (_METHOD_ORDER.get(m, len(_METHOD_ORDER)), m))
         detail = f"{request.method} is not allowed on {request.url.path[:200]!r}"
         if methods:
             headers["Allow"] = ", ".join(methods)
@@ -262,13 +285,16 @@ def create_app(config: ApiConfig) -> FastAPI:
         return JSONResponse(status_code=status, content={"detail": exc.reason[:1000]})
 
     @app.post("/auth/login", response_model=TokenResponse, responses=errors(401, 415, 422))
-    def login(body: LoginRequest) -> TokenResponse:
+    def login(body: LoginRequest, response: Response) -> TokenResponse:
         """Exchange a username and password for a bearer token."""
         try:
             token = config.authenticator.login(body.username, body.password)
         except Unauthorized as exc:
             raise _unauthorized(str(exc)) from None
-        return TokenResponse(access_token=token, expires_in=config.authenticator.token_ttl_s)
+        response.headers.update(_NO_STORE)
+        return TokenResponse(
+            access_token=token, token_type="bearer", expires_in=config.authenticator.token_ttl_s
+        )
 
     @app.post(
         "/jobs",
@@ -276,7 +302,9 @@ def create_app(config: ApiConfig) -> FastAPI:
         status_code=201,
         responses=errors(401, 415, 422, 503),
     )
-    def create_job(body: CreateJobRequest, principal: Caller) -> CreateJobResponse:
+    def create_job(
+        body: CreateJobRequest, principal: Caller, response: Response
+    ) -> CreateJobResponse:
         """Create a job: a presigned PUT for a fresh object key in the uploads bucket."""
         try:
             new = api_jobs.create_job(
@@ -291,6 +319,7 @@ def create_app(config: ApiConfig) -> FastAPI:
         except JobRefused as exc:
             status = 413 if "over the upload limit" in exc.reason else 422
             raise HTTPException(status_code=status, detail=exc.reason) from None
+        response.headers.update(_NO_STORE)
         return CreateJobResponse(
             job_id=new.job.job_id,
             s3_bucket=new.job.bucket,
@@ -340,7 +369,9 @@ def create_app(config: ApiConfig) -> FastAPI:
         )
         return {"items": [api_jobs.incident_json(i) for i in incidents]}
 
-    @app.get("/healthz", responses=errors(503))
+    # /healthz and /metrics take no query parameters, and refuse unknown ones like every route
+    # (422), so that is declared too.
+    @app.get("/healthz", response_model=HealthResponse, responses=errors(422, 503))
     def healthz() -> JSONResponse:
         """200 when the state store answers, 503 with the reason otherwise."""
         try:
@@ -351,7 +382,7 @@ def create_app(config: ApiConfig) -> FastAPI:
             )
         return JSONResponse(content={"status": "ok"})
 
-    install_metrics(app, lambda: catalog, responses=errors())
+    install_metrics(app, lambda: catalog, responses=errors(422))
     _answer_head_like_get(app)
 
     starlette_not_found = app.router.default

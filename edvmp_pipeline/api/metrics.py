@@ -181,7 +181,17 @@ def install_metrics(
             requests.labels(request.method, route, str(status)).inc()
             latency.labels(request.method, route).observe(time.perf_counter() - started)
 
-    @app.get("/metrics", response_class=Response, responses=responses)
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        responses={
+            200: {
+                "description": "Prometheus text exposition",
+                "content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}},
+            },
+            **(responses or {}),
+        },
+    )
     def metrics() -> Response:
         """Prometheus text exposition of this app's registry."""
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

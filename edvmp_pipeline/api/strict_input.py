@@ -22,6 +22,21 @@ and takes the last of repeated ones, so ``/incidents?openonly=true`` (a typo) si
 answered every incident, and ``?limit=300&limit=10`` was 10 while ``?limit=10&limit=300``
 was refused. The request bodies already forbid unknown fields; an unknown or repeated query
 parameter is now a 422 ``query: …`` naming it and the ones the route takes.
+
+The headers that say how to read a body are checked too (:func:`check_body_headers`), before
+the body is read when the request declares one (so a client that sent ``Expect:
+100-continue`` hears the refusal instead of uploading first): two ``Content-Type`` headers, or
+one naming ``charset`` twice, were read by whichever came first (415: which one counts would
+depend on the reader); a ``Content-Encoding`` was ignored, so a gzip-compressed JSON body was
+a misleading 422 "not UTF-8 text" and a body labelled ``br`` was parsed as if it were plain
+(415 naming the coding, with ``Accept-Encoding: identity``). A client that disconnects while
+its body is read gets no answer, and the request is counted as 499 (nginx's "client closed
+request"), not as a 500 with a traceback in the server log.
+
+And a path with an encoded ``/`` (``%2F``) is a 404: Starlette routes on the decoded path, so
+``/jobs/<id>%2Fresult`` was served as ``/jobs/<id>/result``, while a proxy that routes or
+filters on the path as sent sees one segment. Such a path names a job whose id holds a
+``/``, and no job id does (Apache refuses them the same way by default).
 """
 
 from __future__ import annotations
@@ -34,15 +49,21 @@ from typing import Any
 from fastapi import HTTPException, Request, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
+from starlette.requests import ClientDisconnect
 
 # More digits than any size in bytes (S3's 5 TiB object limit has 13); a longer number is a
 # mistake, and int() refuses past 4300 digits anyway.
 MAX_INT_DIGITS = 20
 _UTF8 = {"utf-8", "utf8"}
+# What nginx logs for a request whose client went away before the answer; nobody receives it,
+# it only keeps a disconnect out of the 5xx counts.
+CLIENT_CLOSED_REQUEST = 499
+_IDENTITY = "identity"
 
 
 class BodyRefused(HTTPException):
-    """A body or query refused before parsing (415 or 422, with a one-line ``detail``)."""
+    """A body, query or path refused before parsing (404, 415 or 422, with a one-line
+    ``detail``)."""
 
 
 def _media_type(request: Request) -> tuple[str, str | None] | None:
@@ -56,6 +77,49 @@ def _media_type(request: Request) -> tuple[str, str | None] | None:
     message["content-type"] = header
     charset = message.get_param("charset")
     return header.split(";", 1)[0].strip().lower(), charset if isinstance(charset, str) else None
+
+
+def _declares_body(request: Request) -> bool:
+    """Whether the request's headers announce a body (a Content-Length over 0, or chunked)."""
+    if "transfer-encoding" in request.headers:
+        return True
+    length = request.headers.get("content-length", "").strip()
+    return bool(length) and length != "0"
+
+
+def check_body_headers(request: Request) -> None:
+    """Raise :class:`BodyRefused` (415) for headers that leave a body's reading ambiguous or
+    unsupported: two ``Content-Type`` headers, a ``charset`` given twice, a
+    ``Content-Encoding`` other than ``identity``."""
+    types = request.headers.getlist("content-type")
+    if len(types) > 1:
+        raise BodyRefused(
+            415,
+            f"{len(types)} Content-Type headers (which one counts would depend on the reader); "
+            "send one: Content-Type: application/json",
+        )
+    if types:
+        message = email.message.Message()
+        message["content-type"] = types[0]
+        names = [name.strip().lower() for name, _ in message.get_params(header="content-type")[1:]]
+        if names.count("charset") > 1:
+            raise BodyRefused(
+                415, "Content-Type names charset more than once; JSON is UTF-8 (charset=utf-8)"
+            )
+    codings = [
+        coding.strip().lower()
+        for value in request.headers.getlist("content-encoding")
+        for coding in value.split(",")
+        if coding.strip()
+    ]
+    refused = [c for c in codings if c != _IDENTITY]
+    if refused:
+        raise BodyRefused(
+            415,
+            f"Content-Encoding {', '.join(refused)[:80]!r} is not accepted; send the JSON body "
+            "uncompressed (it is at most a few KiB)",
+            headers={"Accept-Encoding": _IDENTITY},
+        )
 
 
 class _LongNumber:
@@ -111,11 +175,9 @@ def _json_media_type(media_type: str) -> bool:
     return maintype == "application" and (subtype == "json" or subtype.endswith("+json"))
 
 
-def check_json_body(body: bytes, media: tuple[str, str | None] | None) -> None:
-    """Raise :class:`BodyRefused` unless ``body`` is empty or a strict UTF-8 JSON document
-    declared as JSON (``media``: the request's media type and charset)."""
-    if not body:
-        return  # the model's own "Field required" names what is missing
+def check_json_media(media: tuple[str, str | None] | None) -> None:
+    """Raise :class:`BodyRefused` (415) unless ``media`` (the request's media type and
+    charset) declares UTF-8 JSON."""
     expected = "send JSON with Content-Type: application/json"
     if media is None:
         raise BodyRefused(415, f"no Content-Type; {expected}")
@@ -126,6 +188,14 @@ def check_json_body(body: bytes, media: tuple[str, str | None] | None) -> None:
         raise BodyRefused(
             415, f"charset {charset[:40]!r}: JSON is UTF-8 (application/json; charset=utf-8)"
         )
+
+
+def check_json_body(body: bytes, media: tuple[str, str | None] | None) -> None:
+    """Raise :class:`BodyRefused` unless ``body`` is empty or a strict UTF-8 JSON document
+    declared as JSON (``media``: the request's media type and charset)."""
+    if not body:
+        return  # the model's own "Field required" names what is missing
+    check_json_media(media)
     try:
         # A UTF-8 byte order mark is tolerated (RFC 8259 §8.1 lets a parser ignore it, and
         # Windows tools write one); json.loads of the bytes, as FastAPI does, skips it too.
@@ -169,9 +239,22 @@ def check_query(pairs: list[tuple[str, str]], known: frozenset[str]) -> None:
         seen.add(name)
 
 
+def check_path(request: Request) -> None:
+    """Raise :class:`BodyRefused` (404) for a path with an encoded ``/`` (``%2F``): routing
+    reads it as a separator, while it is part of a segment as sent (RFC 3986 §2.2)."""
+    raw = request.scope.get("raw_path")
+    if isinstance(raw, bytes) and b"%2f" in raw.lower():
+        path = raw.decode("latin-1")[:200]
+        raise BodyRefused(
+            404,
+            f"no such route: {request.method} {path!r} (an encoded '/', %2F, is not a "
+            "path separator, and no job id holds one)",
+        )
+
+
 class StrictInputRoute(APIRoute):
-    """An API route whose query string (:func:`check_query`) and JSON body
-    (:func:`check_json_body`) are checked first."""
+    """An API route whose path (:func:`check_path`), query string (:func:`check_query`) and
+    JSON body (:func:`check_body_headers`, :func:`check_json_body`) are checked first."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -179,11 +262,25 @@ class StrictInputRoute(APIRoute):
         has_body = self.body_field is not None
 
         async def checked(request: Request) -> Response:
+            check_path(request)
             check_query(request.query_params.multi_items(), known)
             if has_body:
-                # request.body() is cached on the request, so FastAPI's handler reads the
-                # same bytes without touching the stream again (the body limit applied).
-                check_json_body(await request.body(), _media_type(request))
+                declared = _declares_body(request)
+                if declared:
+                    # Before reading: a client waiting on "Expect: 100-continue" is told now.
+                    check_body_headers(request)
+                    check_json_media(_media_type(request))
+                try:
+                    # request.body() is cached on the request, so FastAPI's handler reads
+                    # the same bytes without touching the stream again (the body limit
+                    # applied).
+                    body = await request.body()
+                except ClientDisconnect:
+                    # The client went away mid-body: there is nobody to answer.
+                    return Response(status_code=CLIENT_CLOSED_REQUEST)
+                if body and not declared:
+                    check_body_headers(request)
+                check_json_body(body, _media_type(request))
             return await handler(request)
 
         return checked
