@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import gzip
 import socket
+import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -21,7 +22,9 @@ import httpx
 import pytest
 from botocore.client import BaseClient
 
+from edvmp_pipeline.catalog.store import Catalog
 from edvmp_pipeline.devtools.stack import StackSettings
+from edvmp_pipeline.domain.records import ObjectVersion
 from edvmp_pipeline_tests.api_support import serving, users_file
 from edvmp_pipeline_tests.dagster_dev import prepare_homes, stack_env
 from edvmp_pipeline_tests.s3_server import create_test_bucket, delete_test_bucket
@@ -38,6 +41,7 @@ class Api:
     url: str
     log: Path
     token: str = ""
+    home: Path | None = None
 
     @property
     def auth(self) -> dict[str, str]:
@@ -126,7 +130,7 @@ def api(
                 f"{url}/auth/login", json={"username": "erin", "password": PASSWORDS["erin"]}
             )
             assert r.status_code == 200, r.text
-            yield Api(url=url, log=log, token=r.json()["access_token"])
+            yield Api(url=url, log=log, token=r.json()["access_token"], home=home)
     finally:
         text = log.read_text(encoding="utf-8", errors="replace")
         delete_test_bucket(s3_client, bucket)
@@ -351,3 +355,71 @@ def test_healthz_and_metrics_declare_what_they_answer(api: Api) -> None:
     ref = health["schema"]["$ref"].rsplit("/", 1)[1]
     got = httpx.get(f"{api.url}/healthz").json()
     assert set(_schema(api, ref)["required"]) == set(got) == {"status"}, got
+
+
+# --- a job whose upload never comes ---------------------------------------------------------
+
+
+def _age_job(api: Api, job_id: str, expired_for: timedelta) -> None:
+    """Move a job's clock on: its URL expired ``expired_for`` ago."""
+    assert api.home is not None
+    state = Catalog(api.home / "catalog").state
+    expires = datetime.now(UTC) - expired_for
+    con = sqlite3.connect(state.path)
+    with con:
+        con.execute(
+            "UPDATE upload_jobs SET url_expires_at = ?, created_at = ? WHERE job_id = ?",
+            [
+                int(expires.timestamp() * 1e6),
+                int((expires - timedelta(minutes=15)).timestamp() * 1e6),
+                job_id,
+            ],
+        )
+    con.close()
+
+
+def _new_job(api: Api, filename: str) -> str:
+    r = httpx.post(f"{api.url}/jobs", headers=api.auth, json={"filename": filename})
+    assert r.status_code == 201, r.text
+    return r.json()["job_id"]
+
+
+def test_a_job_whose_upload_never_came_ends_expired(api: Api) -> None:
+    # A client polling "until SUCCEEDED or FAILED" must get an end state, not wait for ever.
+    job = _new_job(api, "never.mp4")
+    _age_job(api, job, timedelta(hours=2))
+    r = httpx.get(f"{api.url}/jobs/{job}", headers=api.auth)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["status"], body["error_code"]) == ("EXPIRED", "upload_expired")
+    assert "expired at" in body["error_message"] and "new job" in body["error_message"]
+    r = httpx.get(f"{api.url}/jobs/{job}/result", headers=api.auth)
+    assert r.status_code == 409 and "EXPIRED" in one_line_detail(r)
+    history = httpx.get(f"{api.url}/history", headers=api.auth).json()["items"]
+    assert {j["job_id"]: j["status"] for j in history}[job] == "EXPIRED"
+    schema = httpx.get(f"{api.url}/openapi.json").json()
+    assert (
+        "EXPIRED" in schema["components"]["schemas"]["JobResponse"]["properties"]["status"]["enum"]
+    )
+
+
+def test_a_job_is_not_expired_while_a_late_upload_can_still_land(
+    api: Api, s3_client: BaseClient
+) -> None:
+    job = _new_job(api, "late.mp4")
+    # Its URL expired ten minutes ago: a large PUT begun in time may still be under way.
+    _age_job(api, job, timedelta(minutes=10))
+    body = httpx.get(f"{api.url}/jobs/{job}", headers=api.auth).json()
+    assert (body["status"], body["error_code"]) == ("AWAITING_UPLOAD", None)
+
+    # Past the grace, but the upload did land and was registered: the job shows it.
+    late = _new_job(api, "landed.mp4")
+    _age_job(api, late, timedelta(hours=2))
+    view = httpx.get(f"{api.url}/jobs/{late}", headers=api.auth).json()
+    assert api.home is not None
+    Catalog(api.home / "catalog").register(
+        [("landed~1", ObjectVersion(f"s3://{view['s3_bucket']}", view["s3_key"], "e1", 10, None))],
+        registered_by="test",
+    )
+    body = httpx.get(f"{api.url}/jobs/{late}", headers=api.auth).json()
+    assert (body["status"], body["error_code"]) == ("SUBMITTED", None)

@@ -17,6 +17,8 @@ API status             state store
 ``SUCCEEDED``          ``SUCCEEDED`` (metadata, checks and summary all landed)
 ``FAILED``             ``FAILED``: ``error_code`` is the failure class, ``error_message``
                        its one-line reason
+``EXPIRED``            no version under the key, :data:`UPLOAD_GRACE_S` after the upload
+                       URL expired: nothing will arrive (``error_code`` ``upload_expired``)
 =====================  ==========================================================
 
 No Dagster import here: the API server reads the state store and the catalog only.
@@ -53,7 +55,15 @@ from edvmp_pipeline.services.uploads import (
 )
 
 AWAITING_UPLOAD, SUBMITTED, PROCESSING = "AWAITING_UPLOAD", "SUBMITTED", "PROCESSING"
-API_STATUSES = (AWAITING_UPLOAD, SUBMITTED, PROCESSING, SUCCEEDED, FAILED)
+EXPIRED = "EXPIRED"
+API_STATUSES = (AWAITING_UPLOAD, SUBMITTED, PROCESSING, SUCCEEDED, FAILED, EXPIRED)
+UPLOAD_EXPIRED = "upload_expired"
+UPLOAD_GRACE_S = 3600
+"""How long after its URL expired a job may still see its upload arrive: S3 checks the
+signature when a PUT starts, so a large upload begun just in time lands later, and the
+sensor registers it up to an interval after that. Past it, a job with nothing under its key
+is EXPIRED, so a client polling for an end state gets one. Derived, not stored: should an
+upload still land, the job shows it."""
 _FROM_STATE = {PENDING: SUBMITTED, RUNNING: PROCESSING, SUCCEEDED: SUCCEEDED, FAILED: FAILED}
 MAX_FILENAME_BYTES = 255
 # Characters that make a file name display as another ("Trojan Source", CVE-2021-42574:
@@ -141,11 +151,16 @@ class NewJob:
     expires_in: int
 
 
-def api_status(state: JobState | None) -> str:
-    """The API status of a job whose newest version is ``state`` (see the module doc)."""
+def api_status(state: JobState | None, job: UploadJob | None = None) -> str:
+    """The API status of ``job`` whose newest version is ``state`` (see the module doc)."""
     if state is None:
-        return AWAITING_UPLOAD
+        return EXPIRED if job is not None and upload_expired(job) else AWAITING_UPLOAD
     return _FROM_STATE.get(state.status, SUBMITTED)
+
+
+def upload_expired(job: UploadJob, now: datetime | None = None) -> bool:
+    """Whether ``job``'s upload can no longer arrive (its URL expired a grace period ago)."""
+    return (now or utcnow()) > job.url_expires_at + timedelta(seconds=UPLOAD_GRACE_S)
 
 
 def is_job_id(text: str) -> bool:
@@ -273,16 +288,25 @@ def _view(job: UploadJob, state: JobState | None) -> JobView:
     updated = job.created_at
     if state is not None and state.updated_at is not None and state.updated_at > updated:
         updated = state.updated_at
-    failed = state is not None and state.status == FAILED
+    status = api_status(state, job)
+    error_code = error_message = None
+    if state is not None and state.status == FAILED:
+        error_code, error_message = state.error_class, state.error
+    elif status == EXPIRED:
+        error_code = UPLOAD_EXPIRED
+        error_message = (
+            f"the upload URL expired at {job.url_expires_at.isoformat()} and no upload "
+            "arrived; create a new job to upload"
+        )
     return JobView(
         job_id=job.job_id,
-        status=api_status(state),
+        status=status,
         created_at=job.created_at,
         updated_at=updated,
         s3_bucket=job.bucket,
         s3_key=job.object_key,
-        error_code=state.error_class if failed and state is not None else None,
-        error_message=state.error if failed and state is not None else None,
+        error_code=error_code,
+        error_message=error_message,
     )
 
 
@@ -329,10 +353,11 @@ def job_result(catalog: Catalog, job: UploadJob) -> dict[str, Any]:
     """
     states = _newest_states(catalog, [job])
     state = states.get(f"{job.bucket}/{job.object_key}")
-    status = api_status(state)
+    status = api_status(state, job)
     if state is None or state.status != SUCCEEDED:
         detail = {
             AWAITING_UPLOAD: "no upload has been processed for this job yet",
+            EXPIRED: "its upload URL expired and no upload arrived",
             SUBMITTED: "the upload is waiting to be processed",
             PROCESSING: "the upload is being processed",
             FAILED: "the job failed; GET /jobs/{job_id} says why",
