@@ -10,11 +10,15 @@ Conventions (see :class:`~edvmp_pipeline.domain.records.VideoRecord`):
   meaning of the legacy ``rotate`` tag (a phone held upright writes ``rotate=90``). The
   display matrix angle that ffprobe prints as ``rotation`` is *counter-clockwise* (the
   same upright phone clip shows ``rotation: -90``), so it is negated.
+  A matrix that also mirrors the picture (negative determinant) is given as the turn that
+  puts the picture's top where the matrix puts it (see ``_mirrored_rotation_cw``): the
+  record has no mirror flag, and ffprobe's angle reads a left-right mirror as 180°.
 * ``width``/``height`` are the stored frame size of the first real video stream, before
   rotation: a portrait phone clip is 1920x1080 with rotation 90.
 * cover art (``disposition.attached_pic``) is not a video stream: it is neither chosen as
   "the" video stream nor counted in ``n_video_streams``.
-* a still image is an image demuxer's input or an image-codec stream holding one picture:
+* a still image is an image demuxer's input, a stream of one frame without any duration
+  (an AVIF or HEIF image, whatever its codec), or an image-codec stream holding one picture:
   counted by ``nb_frames``, by an APNG's ``acTL`` chunk (ffprobe gives APNG neither count
   nor duration), or in Matroska (no count stored) as duration x frame rate.
 * a video stream without a codec is ``unsupported_media`` when the container names one
@@ -38,9 +42,10 @@ Thresholds were measured with this host's ffprobe 5.1 (see the tests for the cas
   rate, and Matroska/WebM streams carry no ``bit_rate`` at all.
 * container structure: the rate check misses a faststart MP4 cut near its end (97 % gives
   1.02) and knows nothing of Matroska, whose cut files still probe with their full
-  duration. :mod:`~edvmp_pipeline.domain.container_structure` checks the top-level MP4 boxes
-  and the Matroska Segment size against the object's size: the same walk explains an MP4
-  whose ffprobe failed (moov cut off) and rejects one that probed but is cut short.
+  duration. :mod:`~edvmp_pipeline.domain.container_structure` checks the top-level MP4 boxes,
+  the Matroska Segment size (and the RIFF, FLV, ASF and MXF equivalents) against the
+  object's size: the same walk explains an MP4 whose ffprobe failed (moov cut off) and
+  rejects one that probed but is cut short.
 """
 
 from __future__ import annotations
@@ -52,20 +57,25 @@ from fractions import Fraction
 from typing import Any
 
 from edvmp_pipeline.domain.container_structure import (
+    ASF_MAGIC,
     EBML_MAGIC,
     FLV_MAGIC,
     MP4_OPENING_BOXES,
+    MXF_MAGIC,
     RIFF_MAGIC,
     Reader,
     apng_frame_count,
+    asf_truncation,
     bytes_reader,
     ebml_truncation,
     flv_truncation,
     matroska_video_codec_id,
+    mxf_truncation,
     prefixed_reader,
     riff_truncation,
     truncation_reason,
     walk_mp4_boxes,
+    webp_is_animated,
 )
 from edvmp_pipeline.domain.errors import (
     AccessDenied,
@@ -86,6 +96,10 @@ TRUNCATION_MIN_EXCESS_BYTES = 4096
 
 # The demuxer family whose stream bit rates come from the sample table (see module doc).
 MOV_FAMILY_PREFIX = "mov,"
+
+# MPEG-1/2 video: bit_rate_value 0x3FFFF (x 400 b/s) in the sequence header means VBR.
+MPEG_VIDEO_CODECS = frozenset({"mpeg1video", "mpeg2video"})
+MPEG_VIDEO_VBR_BIT_RATE = 0x3FFFF * 400
 
 # Image demuxers: ffprobe names single-image inputs ``image2`` or ``<codec>_pipe``.
 STILL_IMAGE_FORMATS = frozenset({"image2", "image2pipe"})
@@ -177,12 +191,54 @@ def _is_attached_pic(stream: dict[str, Any]) -> bool:
     return bool((stream.get("disposition") or {}).get("attached_pic"))
 
 
+def _display_matrix(text: Any) -> list[int] | None:
+    """The nine integers of ffprobe's ``displaymatrix`` text (three lines ``0000000N: a b
+    c``), or None when it is not that."""
+    if not isinstance(text, str):
+        return None
+    values: list[int] = []
+    for line in text.strip().splitlines():
+        _, _, row = line.partition(":")
+        try:
+            values += [int(v) for v in row.split()]
+        except ValueError:
+            return None
+    return values if len(values) == 9 else None
+
+
+def _mirrored_rotation_cw(matrix: list[int]) -> int | None:
+    """For a display matrix that mirrors the picture, the clockwise turn that brings the
+    picture's top where the matrix puts it; None when the matrix does not mirror.
+
+    ffprobe's ``rotation`` follows the picture's *right* edge, so a plain left-right mirror
+    (``a = -1``) reads as a 180° turn, and a top-bottom one as none: a player that turns
+    the picture by it shows it upside down. Following the top edge leaves only a
+    left-right mirror unaccounted for. Row-vector convention of ``libavutil/display.h``:
+    a point (p, q) goes to (a·p + c·q, b·p + d·q), y pointing down, so the top direction
+    (0, -1) goes to (-c, -d).
+    """
+    a, b, _, c, d = matrix[:5]
+    if a * d - b * c >= 0:
+        return None
+    if c == 0 and d == 0:
+        return None
+    return round(math.degrees(math.atan2(-c, d))) % 360
+
+
 def _rotation_cw(stream: dict[str, Any]) -> int:
     """Display rotation in whole degrees clockwise, in [0, 360); 0 when none is stored."""
     for side_data in stream.get("side_data_list") or []:
         if side_data.get("side_data_type") == "Display Matrix":
+            matrix = _display_matrix(side_data.get("displaymatrix"))
+            if matrix is not None and matrix[0] * matrix[4] == matrix[1] * matrix[3]:
+                # A degenerate (e.g. all-zero) matrix has no angle: ffprobe prints its NaN
+                # as -9223372036854775808, which is no rotation at all.
+                continue
+            mirrored = _mirrored_rotation_cw(matrix) if matrix is not None else None
+            if mirrored is not None:
+                return mirrored
             ccw = _to_float(side_data.get("rotation"))
-            if ccw is not None:
+            if ccw is not None and abs(ccw) <= 360:
                 # The display matrix angle is counter-clockwise: -90 means turn right.
                 return round(-ccw) % 360
     clockwise = _to_float((stream.get("tags") or {}).get("rotate"))
@@ -191,11 +247,38 @@ def _rotation_cw(stream: dict[str, Any]) -> int:
     return 0
 
 
+def _matroska_statistic(stream: dict[str, Any], name: str) -> Any:
+    """A Matroska statistics tag of the stream (``DURATION``, ``BPS``): mkvmerge writes
+    them with no language (``BPS``) or, in older versions, with one, which ffprobe appends
+    to the name (``BPS-eng``)."""
+    tags = stream.get("tags") or {}
+    if name in tags:
+        return tags[name]
+    prefix = name + "-"
+    return next((v for k, v in tags.items() if str(k).startswith(prefix)), None)
+
+
 def _stream_duration(stream: dict[str, Any]) -> float | None:
     duration = _to_float(stream.get("duration"))
     if duration is None:
-        duration = _clock_duration((stream.get("tags") or {}).get("DURATION"))
+        duration = _clock_duration(_matroska_statistic(stream, "DURATION"))
     return duration
+
+
+def _stream_bit_rate(stream: dict[str, Any]) -> int | None:
+    """The stream's bit rate in bit/s, None when unknown.
+
+    An MPEG-1/2 video sequence header whose 18-bit ``bit_rate_value`` is all ones means
+    "variable bit rate", and ffprobe passes it on as 104857200 b/s, whatever the container
+    measured (an intact MPEG-1 MP4 then "declares" 100x its size). Matroska streams carry
+    no bit rate of their own; mkvmerge's ``BPS`` statistics tag is used instead.
+    """
+    bit_rate = _to_int(stream.get("bit_rate"))
+    if bit_rate == MPEG_VIDEO_VBR_BIT_RATE and stream.get("codec_name") in MPEG_VIDEO_CODECS:
+        return None
+    if bit_rate is None:
+        bit_rate = _to_int(_matroska_statistic(stream, "BPS"))
+    return bit_rate
 
 
 def _stream_fps(stream: dict[str, Any]) -> float | None:
@@ -230,7 +313,7 @@ def stream_record(stream: dict[str, Any]) -> StreamRecord:
         codec_name=stream.get("codec_name"),
         codec_long_name=stream.get("codec_long_name"),
         profile=stream.get("profile"),
-        bit_rate=_to_int(stream.get("bit_rate")),
+        bit_rate=_stream_bit_rate(stream),
         duration_s=_stream_duration(stream),
         language=tags.get("language"),
         width=_to_int(stream.get("width")) if is_video else None,
@@ -266,9 +349,17 @@ def _no_video_reason(streams: list[dict[str, Any]], format_name: str) -> str:
     cover_note = ", cover art only" if covers else ""
     if audio:
         codecs = sorted({str(s.get("codec_name") or "unknown codec") for s in audio})
+        others: dict[str, int] = {}
+        for s in streams:
+            kind = str(s.get("codec_type") or "unknown")
+            if kind not in ("audio", "video"):
+                others[kind] = others.get(kind, 0) + 1
+        other_note = "".join(
+            f", {_plural(n, f'{kind} stream')}" for kind, n in sorted(others.items())
+        )
         return (
             f"no video stream: audio-only file ({'/'.join(codecs)}, "
-            f"{_plural(len(audio), 'audio stream')}{cover_note})"
+            f"{_plural(len(audio), 'audio stream')}{other_note}{cover_note})"
         )
     kinds: dict[str, int] = {}
     for s in streams:
@@ -305,6 +396,10 @@ def _is_still_image(
     names = set(format_name.split(","))
     if names & STILL_IMAGE_FORMATS or any(n.endswith("_pipe") for n in names):
         return True
+    if _to_int(video.get("nb_frames")) == 1 and duration_s is None:
+        # One picture lasting no time, in whatever codec: an AVIF (AV1) or HEIF (HEVC)
+        # image is an ISO-BMFF file with one item, which ffprobe shows as such a stream.
+        return True
     if video.get("codec_name") in IMAGE_CODECS:
         frames = _image_frames(format_name, video, duration_s, read)
         # A GIF or PNG with one frame is a picture; an animated one is a (silent) clip.
@@ -321,7 +416,7 @@ def _check_truncation(
     for stream in streams:
         if _is_attached_pic(stream):
             continue
-        bit_rate = _to_int(stream.get("bit_rate"))
+        bit_rate = _stream_bit_rate(stream)
         duration = _stream_duration(stream) or format_duration
         if bit_rate and duration:
             declared += bit_rate * duration / 8
@@ -406,9 +501,15 @@ def normalise_probe(
                     f"unsupported video codec: ffprobe does not know Matroska codec '{codec_id}'"
                 )
         raise _corrupt(f"corrupt video stream: ffprobe identified no codec (codec tag {tag})")
-    if _is_still_image(format_name, video, duration_s, structure):
-        raise _unsupported(f"still image ({codec}), not a video")
     width, height = _to_int(video.get("width")), _to_int(video.get("height"))
+    animated_webp = webp_is_animated(structure)
+    if animated_webp and not (width and height):
+        # FFmpeg before 8.0 has no decoder for WebP animation frames: it shows 0x0.
+        raise _unsupported(
+            "unsupported video codec: animated WebP, which this ffprobe cannot decode"
+        )
+    if not animated_webp and _is_still_image(format_name, video, duration_s, structure):
+        raise _unsupported(f"still image ({codec}), not a video")
     if not width or not height or width > MAX_DIMENSION or height > MAX_DIMENSION:
         raise _corrupt(
             f"corrupt video stream: absurd frame size {width or 0}x{height or 0} ({codec}); "
@@ -555,6 +656,8 @@ def classify_probe_failure(
         (EBML_MAGIC, ebml_truncation),
         (RIFF_MAGIC, riff_truncation),
         (FLV_MAGIC, flv_truncation),
+        (ASF_MAGIC, asf_truncation),
+        (MXF_MAGIC, mxf_truncation),
     )
     for magic, check in structure_checks:
         if head.startswith(magic):
