@@ -331,7 +331,14 @@ def test_the_schema_requires_every_field_the_server_always_sends(api: Api) -> No
     result = _schema(api, "ResultResponse")
     assert set(result["required"]) == set(result["properties"]), result["required"]
     statuses = _schema(api, "JobResponse")["properties"]["status"]["enum"]
-    assert set(statuses) == {"AWAITING_UPLOAD", "SUBMITTED", "PROCESSING", "SUCCEEDED", "FAILED"}
+    assert set(statuses) == {
+        "AWAITING_UPLOAD",
+        "SUBMITTED",
+        "PROCESSING",
+        "SUCCEEDED",
+        "FAILED",
+        "EXPIRED",
+    }
     assert job["status"] in statuses
     assert _schema(api, "TokenResponse")["properties"]["token_type"]["const"] == "bearer"
     for field in ("created_at", "updated_at"):
