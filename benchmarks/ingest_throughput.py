@@ -82,44 +82,35 @@ def raw_ffprobe(paths: list[Path], workers: int) -> float:
     return time.perf_counter() - start
 
 
-def edvmp_ingest(
-    folder: Path, home: Path, workers: int, dagster_home: str | None = None
+def _timed(
+    argv: list[str], home: Path, what: str, dagster_home: str | None = None
 ) -> tuple[float, str]:
-    edvmp = Path(sys.executable).with_name("edvmp")
+    """Run ``argv`` with a fresh ``EDVMP_HOME`` (and ``DAGSTER_HOME`` only when given);
+    return its wall time and output, or stop the benchmark with its error."""
     env = {**os.environ, "EDVMP_HOME": str(home)}
     env.pop("DAGSTER_HOME", None)
     if dagster_home:
         env["DAGSTER_HOME"] = dagster_home
     start = time.perf_counter()
-    done = subprocess.run(
-        [str(edvmp), "ingest", str(folder), "--workers", str(workers)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
-        raise SystemExit(f"edvmp ingest failed ({done.returncode}): {done.stderr}{done.stdout}")
+        raise SystemExit(f"{what} failed ({done.returncode}): {done.stderr}{done.stdout}")
     return elapsed, done.stdout
+
+
+def edvmp_ingest(
+    folder: Path, home: Path, workers: int, dagster_home: str | None = None
+) -> tuple[float, str]:
+    edvmp = Path(sys.executable).with_name("edvmp")
+    argv = [str(edvmp), "ingest", str(folder), "--workers", str(workers)]
+    return _timed(argv, home, "edvmp ingest", dagster_home)
 
 
 def edvmp_ingest_in_memory(folder: Path, home: Path, workers: int) -> float:
     """The same ingest in a fresh process, with the runs on an in-memory Dagster instance."""
-    env = {**os.environ, "EDVMP_HOME": str(home)}
-    env.pop("DAGSTER_HOME", None)
-    start = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, __file__, "--in-memory-child", str(folder), "--workers", str(workers)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
-    elapsed = time.perf_counter() - start
-    if done.returncode != 0:
-        raise SystemExit(f"in-memory ingest failed ({done.returncode}): {done.stderr}")
-    return elapsed
+    argv = [sys.executable, __file__, "--in-memory-child", str(folder), "--workers", str(workers)]
+    return _timed(argv, home, "in-memory ingest")[0]
 
 
 def _in_memory_child(folder: str, workers: int) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from edvmp_pipeline.api.auth import hash_password
-from edvmp_pipeline_tests.dagster_dev import free_port
+from edvmp_pipeline_tests.dagster_dev import free_port, prepare_homes, stack_env
 
 EDVMP = str(Path(sys.executable).with_name("edvmp"))
 
@@ -26,6 +26,32 @@ def users_file(folder: Path, passwords: Mapping[str, str]) -> Path:
         lines += [f"  {name}:", f'    password_hash: "{hash_password(password)}"']
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def api_env(
+    tmp: Path,
+    s3_env: Mapping[str, str],
+    bucket: str,
+    *,
+    secret: str,
+    passwords: Mapping[str, str],
+    extra: Mapping[str, str] | None = None,
+) -> tuple[Path, dict[str, str]]:
+    """A fresh home in ``tmp`` and the environment of an ``edvmp serve`` on it: the S3
+    stack's settings with ``bucket`` for uploads, ``secret`` and a users file of
+    ``passwords``, then ``extra``."""
+    home = tmp / "home"
+    prepare_homes(home)
+    env = stack_env(
+        home,
+        {**s3_env, "EDVMP_BUCKET": bucket},
+        {
+            "EDVMP_API_SECRET": secret,
+            "EDVMP_API_USERS": str(users_file(tmp, passwords)),
+            **(extra or {}),
+        },
+    )
+    return home, env
 
 
 def wait_http(url: str, timeout: float = 60) -> None:

@@ -30,14 +30,8 @@ from edvmp_pipeline.catalog.store import Catalog
 from edvmp_pipeline.devtools.sample_media import generate_samples
 from edvmp_pipeline.devtools.stack import StackSettings
 from edvmp_pipeline.services.api_jobs import UploadSettings
-from edvmp_pipeline_tests.api_support import EDVMP, serving, users_file
-from edvmp_pipeline_tests.dagster_dev import (
-    DagsterDev,
-    free_port,
-    prepare_homes,
-    stack_env,
-    start_dagster_dev,
-)
+from edvmp_pipeline_tests.api_support import EDVMP, api_env, serving
+from edvmp_pipeline_tests.dagster_dev import DagsterDev, free_port, start_dagster_dev
 from edvmp_pipeline_tests.media_factory import ffmpeg_available
 from edvmp_pipeline_tests.s3_server import create_test_bucket, delete_test_bucket
 
@@ -81,16 +75,13 @@ def server(
 ) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("api")
     bucket = create_test_bucket(s3_client, "api")
-    home = tmp / "home"
-    prepare_homes(home)
-    env = stack_env(
-        home,
-        {**s3_stack.env(), "EDVMP_BUCKET": bucket},
-        {
-            "EDVMP_API_SECRET": SECRET,
-            "EDVMP_API_USERS": str(users_file(tmp, PASSWORDS)),
-            "EDVMP_API_MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
-        },
+    home, env = api_env(
+        tmp,
+        s3_stack.env(),
+        bucket,
+        secret=SECRET,
+        passwords=PASSWORDS,
+        extra={"EDVMP_API_MAX_UPLOAD_BYTES": str(MAX_UPLOAD)},
     )
     dev = start_dagster_dev(env, tmp / "dagster-dev.log")
     samples = tmp / "samples"

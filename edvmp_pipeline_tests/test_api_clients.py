@@ -17,8 +17,7 @@ import pytest
 from botocore.client import BaseClient
 
 from edvmp_pipeline.devtools.stack import StackSettings
-from edvmp_pipeline_tests.api_support import serving, users_file
-from edvmp_pipeline_tests.dagster_dev import prepare_homes, stack_env
+from edvmp_pipeline_tests.api_support import api_env, serving
 from edvmp_pipeline_tests.s3_server import create_test_bucket, delete_test_bucket
 
 pytestmark = pytest.mark.timeout(120)
@@ -33,14 +32,7 @@ def api(
 ) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("api-clients")
     bucket = create_test_bucket(s3_client, "apicl")
-    home = tmp / "home"
-    prepare_homes(home)
-    users = users_file(tmp, PASSWORDS)
-    env = stack_env(
-        home,
-        {**s3_stack.env(), "EDVMP_BUCKET": bucket},
-        {"EDVMP_API_SECRET": SECRET, "EDVMP_API_USERS": str(users)},
-    )
+    _, env = api_env(tmp, s3_stack.env(), bucket, secret=SECRET, passwords=PASSWORDS)
     log = tmp / "serve.log"
     try:
         with serving(env, log) as url:

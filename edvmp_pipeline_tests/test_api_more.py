@@ -25,8 +25,7 @@ from botocore.client import BaseClient
 from edvmp_pipeline.catalog.store import Catalog
 from edvmp_pipeline.devtools.stack import StackSettings
 from edvmp_pipeline.domain.records import ObjectVersion
-from edvmp_pipeline_tests.api_support import serving, users_file
-from edvmp_pipeline_tests.dagster_dev import prepare_homes, stack_env
+from edvmp_pipeline_tests.api_support import api_env, serving
 from edvmp_pipeline_tests.s3_server import create_test_bucket, delete_test_bucket
 
 pytestmark = pytest.mark.timeout(120)
@@ -110,18 +109,15 @@ def api(
 ) -> Iterator[Api]:
     tmp = tmp_path_factory.mktemp("api-more")
     bucket = create_test_bucket(s3_client, "apimore")
-    home = tmp / "home"
-    prepare_homes(home)
-    env = stack_env(
-        home,
-        {**s3_stack.env(), "EDVMP_BUCKET": bucket},
-        {
-            "EDVMP_API_SECRET": SECRET,
-            "EDVMP_API_USERS": str(users_file(tmp, PASSWORDS)),
-            # A hash seed under which a set {"GET", "HEAD"} iterates as HEAD, GET (see
-            # test_allow_lists_the_methods_in_one_order).
-            "PYTHONHASHSEED": "3",
-        },
+    home, env = api_env(
+        tmp,
+        s3_stack.env(),
+        bucket,
+        secret=SECRET,
+        passwords=PASSWORDS,
+        # A hash seed under which a set {"GET", "HEAD"} iterates as HEAD, GET (see
+        # test_allow_lists_the_methods_in_one_order).
+        extra={"PYTHONHASHSEED": "3"},
     )
     log = tmp / "serve.log"
     try:

@@ -656,31 +656,27 @@ class DynamoDbStateStore:
                 return
             kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
 
-    def in_run(self, run_id: str) -> list[JobState]:
-        """The versions whose latest processing is this run (a Query on ``by_run``)."""
+    def _versions_on_index(self, index: str, attribute: str, value: str) -> list[JobState]:
+        """The versions a Query on ``index`` finds under ``attribute = value``, read again by
+        key and kept only where that still holds (the index is eventually consistent)."""
         from boto3.dynamodb.conditions import Key
 
         keys = [
             i["partition_key"]
             for i in self._query(
-                "versions", IndexName="by_run", KeyConditionExpression=Key("run_id").eq(run_id)
+                "versions", IndexName=index, KeyConditionExpression=Key(attribute).eq(value)
             )
         ]
         states = self.get_many(keys)
-        return [states[k] for k in sorted(states) if states[k].run_id == run_id]
+        return [states[k] for k in sorted(states) if getattr(states[k], attribute) == value]
+
+    def in_run(self, run_id: str) -> list[JobState]:
+        """The versions whose latest processing is this run (a Query on ``by_run``)."""
+        return self._versions_on_index("by_run", "run_id", run_id)
 
     def pending_versions(self) -> list[JobState]:
         """Every PENDING version (a Query on ``by_status``: as many as wait)."""
-        from boto3.dynamodb.conditions import Key
-
-        keys = [
-            i["partition_key"]
-            for i in self._query(
-                "versions", IndexName="by_status", KeyConditionExpression=Key("status").eq(PENDING)
-            )
-        ]
-        states = self.get_many(keys)
-        return [states[k] for k in sorted(states) if states[k].status == PENDING]
+        return self._versions_on_index("by_status", "status", PENDING)
 
     def iter_jobs(
         self, columns: Sequence[str] = JOB_COLUMNS, batch: int = 10_000
